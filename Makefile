@@ -1,0 +1,66 @@
+# pocprint — the README's commands. Each target installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OCTO_VENV := .venv-octoprint
+OCTOPRINT_VERSION := 1.11.8
+# Debian packages the service and its tests need (PrusaSlicer is run as a separate program).
+SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv
+TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core
+BENCH_SYSTEM_PACKAGES := admesh
+
+.PHONY: run test bench lint format system-deps test-system-deps bench-system-deps clean-demo
+
+run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
+	$(PY) -m pocprint.cli demo run
+
+test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps bench-system-deps
+	$(PY) -m bench.spine
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { $(MAKE) --no-print-directory apt PKGS=python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# OctoPrint runs the demo printers and the end-to-end tests; it pins an older Flask,
+# so it lives in its own virtualenv and pocprint talks to it only over HTTP.
+$(OCTO_VENV)/.installed:
+	@test -x $(OCTO_VENV)/bin/python || $(PYTHON) -m venv $(OCTO_VENV)
+	$(OCTO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OCTO_VENV)/bin/python -m pip install --quiet 'octoprint==$(OCTOPRINT_VERSION)'
+	touch $@
+
+system-deps:
+	@$(MAKE) --no-print-directory apt PKGS="$(SYSTEM_PACKAGES)"
+
+test-system-deps:
+	@$(MAKE) --no-print-directory apt PKGS="$(TEST_SYSTEM_PACKAGES)"
+
+bench-system-deps:
+	@$(MAKE) --no-print-directory apt PKGS="$(BENCH_SYSTEM_PACKAGES)"
+
+# Installs the Debian packages in PKGS that are missing: as root directly, else with sudo,
+# else stops with the command to run.
+apt:
+	@missing=""; for p in $(PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else \
+	  echo "pocprint needs these Debian packages:$$missing. Run as root: apt-get install -y$$missing" >&2; exit 1; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing
+
+clean-demo:
+	rm -rf var/demo

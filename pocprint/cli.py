@@ -1,0 +1,201 @@
+"""Command line: `pocprint serve`, `pocprint demo run`, user accounts, printers, database.
+
+Run `pocprint --help` for the list. Everything here calls services; nothing writes tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pocprint.config import Settings, load_settings
+from pocprint.domain.roles import Role, parse_roles
+
+log = logging.getLogger("pocprint")
+
+
+def _prepare(settings: Settings):
+    """Schema, printers and recovery: everything that must happen before serving."""
+    from pocprint.services.fleet import sync_printers
+    from pocprint.services.lab import build_lab
+    from pocprint.services.recovery import recover
+    from pocprint.services.users import bootstrap_admin, has_users
+    from pocprint.store.db import upgrade
+
+    lab = build_lab(settings)
+    upgrade(settings.database_url)
+    sync_printers(lab)
+    if not has_users(lab):
+        password = bootstrap_admin(lab)
+        # Shown once, on the terminal only (never logged): there is no default password.
+        print("\n=== First start: an administrator account was created ===", flush=True)
+        print("    user name: admin", flush=True)
+        print(f"    password:  {password}", flush=True)
+        print(
+            "    Write it down now; it is not shown again. The admin adds the lab's users",
+            flush=True,
+        )
+        print("    with `pocprint users add`.\n", flush=True)
+    counts = recover(lab)
+    if any(counts.values()):
+        log.warning("recovered after restart: %s", counts)
+    return lab
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    import waitress
+
+    from pocprint.scheduler import Worker
+    from pocprint.web import create_app
+
+    lab = _prepare(settings)
+    app = create_app(settings, lab)
+    worker = Worker(lab)
+    worker.start()
+    print(f"pocprint is running: open http://{host}:{port}/ in a browser", flush=True)
+    try:
+        waitress.serve(app, host=host, port=port, threads=8, _quiet=True)
+    finally:
+        worker.shutdown()
+
+
+def demo_run(settings: Settings, host: str, port: int) -> None:
+    """Start the demo OctoPrint printers defined in printers/ (demo = true), then serve."""
+    from pocprint.connectors.definitions import load_definitions
+    from pocprint.demo.octoprint_server import start_server
+
+    servers = []
+    settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for definition in load_definitions(settings.printers_dir).values():
+        if not definition.demo:
+            continue
+        key_path = Path(definition.api_key_file or f"{definition.name}.octoprint-key")
+        if not key_path.is_absolute():
+            key_path = settings.secrets_dir / key_path
+        if not key_path.exists():
+            key_path.write_text(secrets.token_hex(16))
+            key_path.chmod(0o600)
+        demo_port = urlparse(definition.url).port
+        print(
+            f"starting demo printer {definition.name} (OctoPrint on port {demo_port})…", flush=True
+        )
+        servers.append(
+            start_server(
+                settings.data_dir / "demo" / definition.name,
+                port=demo_port,
+                api_key=key_path.read_text().strip(),
+            )
+        )
+
+    def _stop(*_args):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        serve(settings, host, port)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _user_command(settings: Settings, args) -> int:
+    from pocprint.services import users
+    from pocprint.services.actors import Actor
+    from pocprint.services.lab import build_lab
+    from pocprint.store.db import upgrade
+
+    lab = build_lab(settings)
+    upgrade(settings.database_url)
+    if args.users_command == "create-admin":
+        password = users.bootstrap_admin(lab, args.username, args.name)
+        print(f"administrator {args.username} created; password (shown once): {password}")
+    elif args.users_command == "add":
+        roles = set(parse_roles(args.roles))
+        password = users.generate_password()
+        cli_admin = Actor(None, "cli", "command line", frozenset({Role.ADMIN}))
+        users.create_user(lab, cli_admin, args.username, args.name, password, roles)
+        print(
+            f"user {args.username} created with roles {args.roles}; password (shown once): {password}"
+        )
+    elif args.users_command == "token":
+        print(users.create_api_token(lab, args.username, args.label))
+    return 0
+
+
+def _printers_check(settings: Settings) -> int:
+    from pocprint.services.lab import build_lab
+
+    try:
+        lab = build_lab(settings)
+    except ValueError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(lab.profiles)} profile(s): {', '.join(sorted(lab.profiles))}")
+    worst = 0
+    for name, definition in lab.printers.items():
+        key = definition.api_key(settings.secrets_dir)
+        if definition.connector != "manual" and not key:
+            print(f"{name}: no API key (set {definition.api_key_env or definition.api_key_file})")
+            worst = 1
+            continue
+        status = lab.connector(name).status()
+        print(
+            f"{name}: {status.state} ({status.detail}){' — ' + status.error if status.error else ''}"
+        )
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pocprint", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("serve", "demo"):
+        p = sub.add_parser(name, help="start the service" if name == "serve" else "demo printers")
+        if name == "demo":
+            p.add_argument("demo_command", choices=["run"])
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8080)
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("db_command", choices=["upgrade"])
+    users_p = sub.add_parser("users", help="user accounts and API tokens")
+    users_sub = users_p.add_subparsers(dest="users_command", required=True)
+    admin = users_sub.add_parser("create-admin", help="first administrator (only with no users)")
+    admin.add_argument("username")
+    admin.add_argument("--name", default="Administrator")
+    add = users_sub.add_parser("add", help="add a user; prints a one-time password")
+    add.add_argument("username")
+    add.add_argument("--name", required=True, help="full name, printed on signatures")
+    add.add_argument("--roles", required=True, help="comma-separated: " + ", ".join(Role))
+    token = users_sub.add_parser("token", help="create an API token for a user")
+    token.add_argument("username")
+    token.add_argument("--label", default="")
+    printers = sub.add_parser("printers", help="printer definitions")
+    printers.add_argument("printers_command", choices=["check"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = load_settings()
+    if args.command == "serve":
+        serve(settings, args.host, args.port)
+    elif args.command == "demo":
+        demo_run(settings, args.host, args.port)
+    elif args.command == "db":
+        from pocprint.store.db import upgrade
+
+        upgrade(settings.database_url)
+    elif args.command == "users":
+        return _user_command(settings, args)
+    elif args.command == "printers":
+        return _printers_check(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Site settings: `config/pocprint.toml`, overridden by environment variables.
+
+Secrets never come from the repository: the Flask secret key is read from the
+environment or generated once into the data directory's `secrets/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    printers_dir: Path
+    profiles_dir: Path
+    secret_key: str
+    site_name: str = "Point-of-care 3D printing lab"
+    max_upload_bytes: int = 200 * 1024 * 1024
+    slicer_timeout_s: float = 900.0
+    mesh_interval_s: float = 1.0
+    slicing_interval_s: float = 1.0
+    dispatch_interval_s: float = 1.0
+    poll_interval_s: float = 2.0
+    printer_timeout_s: float = 4.0
+    session_timeout_minutes: int = 30
+    start_scheduler: bool = True
+    testing: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+def _read_toml(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _secret_key(data_dir: Path) -> str:
+    """Environment first; else one random key kept in the data directory (never in the repo)."""
+    if key := os.environ.get("POCPRINT_SECRET_KEY"):
+        return key
+    path = data_dir / "secrets" / "flask-secret-key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load_settings(config_file: Path | None = None, **overrides) -> Settings:
+    env = os.environ
+    config_file = config_file or Path(
+        env.get("POCPRINT_CONFIG", REPO_ROOT / "config/pocprint.toml")
+    )
+    raw = _read_toml(Path(config_file))
+    storage = raw.get("storage", {})
+    worker = raw.get("worker", {})
+    data_dir = Path(env.get("POCPRINT_DATA_DIR", storage.get("data_dir", "var")))
+    if not data_dir.is_absolute():
+        data_dir = (REPO_ROOT / data_dir).resolve()
+    data_dir = Path(overrides.pop("data_dir", data_dir))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = env.get("POCPRINT_DATABASE_URL") or storage.get("database_url")
+    if not database_url:
+        database_url = f"sqlite:///{data_dir / 'pocprint.db'}"
+    printers_dir = Path(env.get("POCPRINT_PRINTERS_DIR", REPO_ROOT / "printers"))
+    values = dict(
+        data_dir=data_dir,
+        database_url=database_url,
+        printers_dir=printers_dir,
+        profiles_dir=Path(env.get("POCPRINT_PROFILES_DIR", printers_dir / "profiles")),
+        secret_key=overrides.pop("secret_key", None) or _secret_key(data_dir),
+        site_name=raw.get("site", {}).get("name", Settings.site_name),
+        max_upload_bytes=int(
+            float(
+                env.get("POCPRINT_MAX_UPLOAD_MB", raw.get("uploads", {}).get("max_upload_mb", 200))
+            )
+            * 1024
+            * 1024
+        ),
+        slicer_timeout_s=float(raw.get("slicing", {}).get("timeout_s", 900)),
+        mesh_interval_s=float(worker.get("mesh_interval_s", 1.0)),
+        slicing_interval_s=float(worker.get("slicing_interval_s", 1.0)),
+        dispatch_interval_s=float(worker.get("dispatch_interval_s", 1.0)),
+        poll_interval_s=float(worker.get("poll_interval_s", 2.0)),
+        printer_timeout_s=float(worker.get("printer_timeout_s", 4.0)),
+        session_timeout_minutes=int(raw.get("session", {}).get("timeout_minutes", 30)),
+    )
+    values.update(overrides)
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Demo and test fixtures: real OctoPrint servers driving OctoPrint's virtual printer."""

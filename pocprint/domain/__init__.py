@@ -1,0 +1,1 @@
+"""Pure rules of the lab: no I/O, no Flask, no database."""

@@ -1,0 +1,189 @@
+"""Topology and size figures of a triangle mesh, computed with numpy in one pass.
+
+trimesh's cached properties (``is_watertight`` alone takes ~2 s on 1M triangles) are too slow
+for the repair report, so the counts here are derived from one sorted edge table. All figures
+are measured after exact vertex welding, which is what a repair tool and a slicer see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+# A face counts as degenerate when its area is at most this fraction of the squared largest
+# extent (at least 1): the same rule as the corpus manifest, so figures are comparable.
+DEGENERATE_AREA_RATIO = 1e-12
+
+
+@dataclass(frozen=True)
+class MeshAnalysis:
+    """What a technician needs to judge a mesh before printing; lengths in file units (mm)."""
+
+    triangles: int
+    vertices: int
+    shells: int
+    boundary_edges: int
+    non_manifold_edges: int
+    watertight: bool
+    winding_consistent: bool
+    volume_mm3: float | None
+    area_mm2: float
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    extents: tuple[float, float, float]
+    duplicate_faces: int
+    degenerate_faces: int
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (lists instead of tuples, Python floats and ints)."""
+        out = asdict(self)
+        for key in ("bbox_min", "bbox_max", "extents"):
+            out[key] = [float(x) for x in out[key]]
+        return out
+
+
+def weld_exact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices with bit-identical positions and drop unreferenced ones.
+
+    STL stores every triangle with its own three corners, so without this no two triangles
+    share an edge. Only exact duplicates are merged (``-0.0`` equals ``0.0``): merging by a
+    tolerance would change the geometry the clinician approved. The first occurrence of each
+    position keeps its relative order, so a mesh without duplicates comes back unchanged.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(faces) == 0:
+        return np.zeros((0, 3), dtype=np.float64), np.zeros((0, 3), dtype=np.int64)
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    used_idx = np.flatnonzero(used)
+    pts = vertices[used_idx] + 0.0  # turns -0.0 into 0.0
+    order = np.lexsort((pts[:, 2], pts[:, 1], pts[:, 0]))  # stable: equal rows keep index order
+    sorted_pts = pts[order]
+    starts = np.ones(len(pts), dtype=bool)
+    starts[1:] = np.any(sorted_pts[1:] != sorted_pts[:-1], axis=1)
+    group_sorted = np.cumsum(starts) - 1
+    group_of = np.empty(len(pts), dtype=np.int64)
+    group_of[order] = group_sorted
+    first = order[starts]  # smallest original index of each group
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    new_index = np.full(len(vertices), -1, dtype=np.int64)
+    new_index[used_idx] = rank[group_of]
+    return pts[np.sort(first)], new_index[faces]
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area of each triangle."""
+    tri = vertices[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return 0.5 * np.sqrt(np.einsum("ij,ij->i", cross, cross))
+
+
+def degenerate_mask(vertices: np.ndarray, faces: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Faces with a repeated corner or (almost) zero area: they carry no surface."""
+    if len(faces) == 0:
+        return np.zeros(0, dtype=bool)
+    span = float(np.ptp(vertices[np.unique(faces)], axis=0).max())
+    limit = DEGENERATE_AREA_RATIO * max(1.0, span) ** 2
+    repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2])
+    repeated |= faces[:, 0] == faces[:, 2]
+    return repeated | (areas <= limit)
+
+
+def edge_table(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Undirected edges of all faces: (edge id of each face's three edges, use count per edge)."""
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    key = directed.min(axis=1) * np.int64(n_vertices) + directed.max(axis=1)
+    _, edge_id, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return edge_id.reshape(-1, 3), counts
+
+
+def winding_consistent(faces: np.ndarray, edge_id: np.ndarray, n_edges: int) -> bool:
+    """True when every edge shared by exactly two faces is traversed in opposite directions.
+
+    Faces with a repeated corner have no orientation and are left out.
+    """
+    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+    proper &= faces[:, 0] != faces[:, 2]
+    ids = edge_id[proper].ravel()
+    f = faces[proper]
+    sign = np.where(f[:, [0, 1, 2]] < f[:, [1, 2, 0]], 1, -1).ravel()
+    uses = np.bincount(ids, minlength=n_edges)
+    sign_sum = np.bincount(ids, weights=sign, minlength=n_edges)
+    return bool(np.all(sign_sum[uses == 2] == 0))
+
+
+def face_components(
+    edge_id: np.ndarray, counts: np.ndarray, only_manifold_edges: bool = True
+) -> tuple[int, np.ndarray]:
+    """Groups of faces joined across edges: (count, label per face).
+
+    By default faces are joined only across edges shared by exactly two faces (trimesh's
+    ``split`` rule, used by the corpus manifest), so parts touching at a non-manifold edge
+    count as separate shells.
+    """
+    n_faces = len(edge_id)
+    if n_faces == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    rows = np.repeat(np.arange(n_faces), 3)
+    cols = edge_id.ravel()
+    if only_manifold_edges:
+        keep = counts[cols] == 2
+        rows, cols = rows[keep], cols[keep]
+    size = n_faces + len(counts)
+    graph = coo_matrix(
+        (np.ones(len(rows), dtype=np.int8), (rows, n_faces + cols)), shape=(size, size)
+    )
+    _, labels = connected_components(graph, directed=False)
+    _, compact = np.unique(labels[:n_faces], return_inverse=True)
+    return int(compact.max()) + 1, compact
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Signed enclosed volume (positive when normals point outwards), centred for precision."""
+    if len(faces) == 0:
+        return 0.0
+    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    tri = vertices[faces] - centre
+    det = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
+    return float(det.sum() / 6.0)
+
+
+def analyse(mesh: trimesh.Trimesh) -> MeshAnalysis:
+    """Measure a mesh (exactly welded first); volume only when it is watertight."""
+    vertices, faces = weld_exact(mesh.vertices, mesh.faces)
+    if len(faces) == 0:
+        zero = (0.0, 0.0, 0.0)
+        return MeshAnalysis(0, 0, 0, 0, 0, False, True, None, 0.0, zero, zero, zero, 0, 0)
+    areas = face_areas(vertices, faces)
+    degenerate = int(degenerate_mask(vertices, faces, areas).sum())
+    edge_id, counts = edge_table(faces, len(vertices))
+    boundary = int((counts == 1).sum())
+    non_manifold = int((counts > 2).sum())
+    watertight = boundary == 0 and non_manifold == 0
+    shells, _ = face_components(edge_id, counts)
+    sorted_faces = np.sort(faces, axis=1)
+    unique_faces = len(np.unique(sorted_faces, axis=0))
+    lo = vertices.min(axis=0)
+    hi = vertices.max(axis=0)
+    return MeshAnalysis(
+        triangles=len(faces),
+        vertices=len(vertices),
+        shells=int(shells),
+        boundary_edges=boundary,
+        non_manifold_edges=non_manifold,
+        watertight=bool(watertight),
+        winding_consistent=winding_consistent(faces, edge_id, len(counts)),
+        volume_mm3=signed_volume(vertices, faces) if watertight else None,
+        area_mm2=float(areas.sum()),
+        bbox_min=tuple(float(x) for x in lo),
+        bbox_max=tuple(float(x) for x in hi),
+        extents=tuple(float(x) for x in hi - lo),
+        duplicate_faces=int(len(faces) - unique_faces),
+        degenerate_faces=degenerate,
+    )

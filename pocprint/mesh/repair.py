@@ -1,0 +1,523 @@
+"""Automatic mesh repair with a strict printability gate and a fidelity report.
+
+The repair runs MeshLab filters (pymeshlab) on a copy; manifold3d then acts as the gate (it
+never repairs). The fidelity report says what the repair did to the clinician's surface in three
+separate figures, because one Hausdorff number hides the difference between a harmless removed
+speck and a 20 mm invented cap: (1) how far the kept surface moved, (2) how much surface was
+invented to close holes, (3) how much was removed. Any failed gate or exceeded threshold gives
+``needs_attention`` with the reason and the number; a mesh is never passed silently.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+import manifold3d
+import numpy as np
+import pymeshlab
+import trimesh
+from scipy.spatial import cKDTree
+
+from pocprint.mesh.analyse import (
+    MeshAnalysis,
+    analyse,
+    edge_table,
+    face_areas,
+    face_components,
+    weld_exact,
+)
+from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
+
+__all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
+
+# Largest patches/removed regions listed individually in the report (largest first).
+_DETAIL_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    """Repair limits; lengths in mm (the mesh must already be in mm)."""
+
+    max_hole_edges: int = 100  # holes with more boundary edges stay open (a human decides)
+    min_component_faces: int = 25  # smaller loose shells are scan noise and are removed
+    max_kept_surface_deviation_mm: float = 0.1
+    max_invented_patch_diameter_mm: float = 10.0
+    max_removed_diameter_mm: float = 5.0
+    non_manifold_edge_method: str = "Remove Faces"  # or "Split Vertices" (MeshLab's options)
+
+
+@dataclass
+class RepairResult:
+    """Repaired mesh plus everything the lab needs to record about how it was obtained."""
+
+    mesh: trimesh.Trimesh
+    before: MeshAnalysis
+    after: MeshAnalysis
+    verdict: str  # "repaired" | "needs_attention"
+    reasons: list[str]
+    steps: list[dict]
+    library_versions: dict[str, str]
+    fidelity: dict
+    duration_s: dict[str, float]
+    gate: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def report(self) -> dict:
+        """JSON-ready record of the repair (everything except the mesh itself)."""
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "gate": dict(self.gate),
+            "fidelity": self.fidelity,
+            "steps": [dict(s) for s in self.steps],
+            "settings": dict(self.settings),
+            "library_versions": dict(self.library_versions),
+            "duration_s": dict(self.duration_s),
+        }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the result, for the device history record."""
+    out = {}
+    for name in ("trimesh", "pymeshlab", "manifold3d", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[name] = "unknown"
+    return out
+
+
+def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> RepairResult:
+    """Repair a mesh (in mm), gate it for printability and measure what the repair changed."""
+    settings = settings or RepairSettings()
+    clock = time.perf_counter
+    t0 = clock()
+    v0, f0 = weld_exact(mesh.vertices, mesh.faces)
+    original = trimesh.Trimesh(vertices=v0, faces=f0, process=False, validate=False)
+    before = analyse(original)
+    t1 = clock()
+
+    steps: list[dict] = []
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
+    _run_filters(ms, settings, steps)
+    topology = ms.get_topological_measures()
+    current = ms.current_mesh()
+    v1 = np.asarray(current.vertex_matrix(), dtype=np.float64)
+    f1 = np.asarray(current.face_matrix(), dtype=np.int64)
+    del ms, current
+    f1 = _orient_outwards(v1, f1, steps)
+    repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+    t2 = clock()
+
+    after = analyse(repaired)
+    t3 = clock()
+    gate = _gate(v1, f1, after, topology)
+    t4 = clock()
+    fidelity = _fidelity(v0, f0, v1, f1)
+    t5 = clock()
+
+    reasons = _gate_reasons(gate, after, settings) + _fidelity_reasons(fidelity, settings)
+    return RepairResult(
+        mesh=repaired,
+        before=before,
+        after=after,
+        verdict="needs_attention" if reasons else "repaired",
+        reasons=reasons,
+        steps=steps,
+        library_versions=library_versions(),
+        fidelity=fidelity,
+        duration_s={
+            "analysis": round((t1 - t0) + (t3 - t2), 4),
+            "repair": round(t2 - t1, 4),
+            "gate": round(t4 - t3, 4),
+            "fidelity": round(t5 - t4, 4),
+            "total": round(t5 - t0, 4),
+        },
+        gate=gate,
+        settings=asdict(settings),
+    )
+
+
+# ----------------------------------------------------------------------------- repair steps
+
+
+def _apply(ms: pymeshlab.MeshSet, steps: list[dict], name: str, **params: object) -> bool:
+    """Apply one MeshLab filter and record it exactly as applied (and whether it failed).
+
+    A failing filter (e.g. re-orienting a still non-manifold mesh) does not stop the repair:
+    the failure is recorded and the gate decides on the result.
+    """
+    step: dict = {"filter": name, "params": dict(params)}
+    steps.append(step)
+    try:
+        ms.apply_filter(name, **params)
+    except pymeshlab.PyMeshLabException as exc:
+        step["error"] = " ".join(str(exc).split())
+        return False
+    return True
+
+
+def _largest_component_faces(ms: pymeshlab.MeshSet) -> int:
+    """Face count of the largest edge-connected component of the current mesh."""
+    faces = np.asarray(ms.current_mesh().face_matrix(), dtype=np.int64)
+    if len(faces) == 0:
+        return 0
+    edge_id, counts = edge_table(faces, int(faces.max()) + 1)
+    n, labels = face_components(edge_id, counts, only_manifold_edges=False)
+    return int(np.bincount(labels, minlength=n).max())
+
+
+def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[dict]) -> None:
+    _apply(ms, steps, "meshing_remove_duplicate_vertices")
+    _apply(ms, steps, "meshing_remove_duplicate_faces")
+    _apply(ms, steps, "meshing_remove_null_faces")
+    _apply(ms, steps, "meshing_remove_unreferenced_vertices")
+    # Small loose shells are scan noise, but a model that is itself small (a 12-triangle
+    # cube) must not vanish: the largest component always survives.
+    min_faces = min(settings.min_component_faces, _largest_component_faces(ms))
+    if min_faces > 1:
+        _apply(
+            ms,
+            steps,
+            "meshing_remove_connected_component_by_face_number",
+            mincomponentsize=min_faces,
+            removeunref=True,
+        )
+    # Filling a hole can create a new non-manifold edge, and removing one opens a hole:
+    # a second round settles most of these; what is left is for the gate to report.
+    for _ in range(2):
+        method = settings.non_manifold_edge_method
+        _apply(ms, steps, "meshing_repair_non_manifold_edges", method=method)
+        _apply(ms, steps, "meshing_repair_non_manifold_vertices", vertdispratio=0.0)
+        if ms.current_mesh().face_number() == 0:
+            return
+        _apply(
+            ms,
+            steps,
+            "meshing_close_holes",
+            maxholesize=settings.max_hole_edges,
+            selected=False,
+            newfaceselected=False,
+            selfintersection=True,
+            refinehole=False,
+        )
+        topology = ms.get_topological_measures()
+        if topology["non_two_manifold_edges"] == 0 and topology["non_two_manifold_vertices"] == 0:
+            break
+    _apply(ms, steps, "meshing_re_orient_faces_coherently")
+
+
+def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict]) -> np.ndarray:
+    """Invert closed shells with negative signed volume (inside-out), except cavities.
+
+    A closed shell lying inside another shell is an internal cavity, whose normals rightly
+    point inwards, so only shells with negative volume that are not nested are inverted.
+    """
+    if len(faces) == 0:
+        return faces
+    edge_id, counts = edge_table(faces, len(vertices))
+    n_shells, labels = face_components(edge_id, counts, only_manifold_edges=False)
+    closed = np.ones(n_shells, dtype=bool)
+    closed[np.unique(labels[(counts[edge_id] != 2).any(axis=1)])] = False
+    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    tri = vertices[faces] - centre
+    det = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
+    volumes = np.bincount(labels, weights=det, minlength=n_shells) / 6.0
+    candidates = np.flatnonzero(closed & (volumes < 0))
+    if len(candidates) == 0:
+        return faces
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_shells + 1))
+    shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
+    lo = np.array([tri[idx].min(axis=(0, 1)) for idx in shell_faces]) + centre
+    hi = np.array([tri[idx].max(axis=(0, 1)) for idx in shell_faces]) + centre
+    inverted = []
+    for s in candidates:
+        point = vertices[faces[shell_faces[s][0], 0]]
+        around = np.flatnonzero(closed & np.all(lo <= point, axis=1) & np.all(hi >= point, axis=1))
+        nested = any(
+            _ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1 for o in around if o != s
+        )
+        if not nested:
+            inverted.append(s)
+    if not inverted:
+        return faces
+    flip = np.isin(labels, inverted)
+    faces = faces.copy()
+    faces[flip] = faces[flip][:, ::-1]
+    steps.append(
+        {
+            "filter": "invert_inside_out_shells",
+            "params": {
+                "rule": "closed shell with negative signed volume, not inside another shell",
+                "shells_inverted": len(inverted),
+                "faces_inverted": int(flip.sum()),
+            },
+        }
+    )
+    return faces
+
+
+def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
+    """Number of triangles hit by a ray from ``origin`` (Moller-Trumbore, vectorised).
+
+    The direction is deliberately skewed so the ray does not run along axis-aligned edges.
+    """
+    direction = np.array([0.5781, 0.5749, 0.5793])
+    e1 = tri[:, 1] - tri[:, 0]
+    e2 = tri[:, 2] - tri[:, 0]
+    p = np.cross(direction, e2)
+    det = np.einsum("ij,ij->i", e1, p)
+    ok = np.abs(det) > 1e-18
+    inv = np.zeros_like(det)
+    inv[ok] = 1.0 / det[ok]
+    s = origin - tri[:, 0]
+    u = np.einsum("ij,ij->i", s, p) * inv
+    q = np.cross(s, e1)
+    v = (q @ direction) * inv
+    t = np.einsum("ij,ij->i", e2, q) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    return int(hit.sum())
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+def _gate(vertices: np.ndarray, faces: np.ndarray, after: MeshAnalysis, topology: dict) -> dict:
+    """Independent printability checks; all must hold for the verdict "repaired"."""
+    if len(faces):
+        solid = manifold3d.Manifold(
+            manifold3d.Mesh64(
+                vert_properties=np.ascontiguousarray(vertices, dtype=np.float64),
+                tri_verts=np.ascontiguousarray(faces, dtype=np.uint64),
+            )
+        )
+        status = solid.status().name
+        empty = bool(solid.is_empty())
+        manifold_volume = None if empty else float(solid.volume())
+    else:
+        status, empty, manifold_volume = "NoFaces", True, None
+    nm_vertices = int(topology.get("non_two_manifold_vertices", 0))
+    nm_edges = int(topology.get("non_two_manifold_edges", 0))
+    gate = {
+        "manifold3d_status": status,
+        "manifold3d_empty": empty,
+        "manifold3d_volume_mm3": manifold_volume,
+        "watertight": after.watertight,
+        "two_manifold": after.watertight and nm_vertices == 0 and nm_edges == 0,
+        "non_manifold_vertices": nm_vertices,
+        "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
+    }
+    gate["passed"] = bool(
+        status == "NoError"
+        and not empty
+        and gate["watertight"]
+        and gate["two_manifold"]
+        and gate["volume_positive"]
+    )
+    return gate
+
+
+def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> list[str]:
+    reasons = []
+    if after.triangles == 0:
+        return ["The repair left no triangles: every part was noise or could not be kept."]
+    if after.boundary_edges:
+        reasons.append(
+            f"{after.boundary_edges} boundary edges remain open: holes larger than "
+            f"{settings.max_hole_edges} boundary edges (or that could not be filled without "
+            "self-intersection) were not closed. Close them in the design software."
+        )
+    if after.non_manifold_edges:
+        reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
+    if gate["non_manifold_vertices"]:
+        reasons.append(f"{gate['non_manifold_vertices']} non-manifold vertices remain.")
+    if gate["manifold3d_status"] != "NoError" or gate["manifold3d_empty"]:
+        reasons.append(
+            f"manifold3d rejects the repaired mesh as a solid (status "
+            f"{gate['manifold3d_status']}); it is not a closed, oriented 2-manifold."
+        )
+    if after.watertight and not gate["volume_positive"]:
+        reasons.append(
+            f"The enclosed volume is not positive ({after.volume_mm3:.3f} mm3): the surface "
+            "is inside out or encloses nothing."
+        )
+    if not reasons and not gate["passed"]:  # defensive: never pass a failed gate silently
+        reasons.append(f"The printability gate failed: {gate}.")
+    return reasons
+
+
+# ----------------------------------------------------------------------------- fidelity
+
+
+def _face_keys(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """One integer per face, equal for faces with the same three vertices (any order)."""
+    s = np.sort(faces, axis=1)
+    if n_vertices < 2**21:
+        n = np.int64(n_vertices)
+        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
+    _, ids = np.unique(s, axis=0, return_inverse=True)
+    return ids.ravel()
+
+
+def _groups(vertices: np.ndarray, faces: np.ndarray) -> list[dict]:
+    """Edge-connected groups of the given faces, largest diameter first."""
+    if len(faces) == 0:
+        return []
+    edge_id, counts = edge_table(faces, len(vertices))
+    n, labels = face_components(edge_id, counts, only_manifold_edges=False)
+    areas = face_areas(vertices, faces)
+    tri = vertices[faces]
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    lo = np.minimum.reduceat(tri.min(axis=1)[order], starts, axis=0)
+    hi = np.maximum.reduceat(tri.max(axis=1)[order], starts, axis=0)
+    group_area = np.bincount(labels, weights=areas, minlength=n)
+    group_faces = np.bincount(labels, minlength=n)
+    diameters = np.linalg.norm(hi - lo, axis=1)
+    out = [
+        {
+            "faces": int(group_faces[g]),
+            "area_mm2": float(group_area[g]),
+            "diameter_mm": float(diameters[g]),
+            "centre": [float(x) for x in 0.5 * (lo[g] + hi[g])],
+        }
+        for g in range(n)
+    ]
+    out.sort(key=lambda g: g["diameter_mm"], reverse=True)
+    return out
+
+
+def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) -> dict:
+    """Compare the repaired mesh with the original: kept, invented and removed surface.
+
+    Each repaired vertex is matched to its nearest original vertex. A repaired face whose
+    matched corners form an original face is "kept"; the others are "invented" (hole fills).
+    Original faces without a kept counterpart are "removed" (zero-area faces excluded).
+    """
+    if len(f1):
+        displacement, nearest = cKDTree(v0).query(v1, k=1)
+        keys1 = _face_keys(nearest[f1], len(v0))
+    else:
+        displacement = np.zeros(0)
+        keys1 = np.zeros(0, dtype=np.int64)
+    keys0 = _face_keys(f0, len(v0))
+    kept = np.isin(keys1, keys0)
+    areas0 = face_areas(v0, f0)
+    removed = ~np.isin(keys0, keys1)
+    zero_area = areas0 <= 0.0
+    invented_groups = _groups(v1, f1[~kept])
+    removed_groups = _groups(v0, f0[removed & ~zero_area])
+    kept_faces = f1[kept]
+    kept_area = float(face_areas(v1, kept_faces).sum()) if len(kept_faces) else 0.0
+    moved = displacement[np.unique(kept_faces)] if len(kept_faces) else np.zeros(0)
+    deviation = _kept_deviation(v0, f0, v1, kept_faces, displacement, kept_area)
+    return {
+        "kept_surface": {
+            "faces": int(len(kept_faces)),
+            "area_mm2": kept_area,
+            "moved_vertices": int((moved > 0).sum()),
+            **deviation,
+        },
+        "invented": {
+            "patches": len(invented_groups),
+            "faces": int((~kept).sum()),
+            "area_mm2": float(sum(g["area_mm2"] for g in invented_groups)),
+            "largest_patch_diameter_mm": max(
+                (g["diameter_mm"] for g in invented_groups), default=0.0
+            ),
+            "largest_patches": invented_groups[:_DETAIL_LIMIT],
+        },
+        "removed": {
+            "components": len(removed_groups),
+            "faces": int((removed & ~zero_area).sum()),
+            "area_mm2": float(sum(g["area_mm2"] for g in removed_groups)),
+            "largest_diameter_mm": max((g["diameter_mm"] for g in removed_groups), default=0.0),
+            "zero_area_faces_dropped": int((removed & zero_area).sum()),
+            "largest_components": removed_groups[:_DETAIL_LIMIT],
+        },
+    }
+
+
+def _kept_deviation(
+    v0: np.ndarray,
+    f0: np.ndarray,
+    v1: np.ndarray,
+    kept_faces: np.ndarray,
+    displacement: np.ndarray,
+    kept_area: float,
+) -> dict:
+    """Distance from the kept repaired surface to the original surface (max, area mean).
+
+    Kept faces whose corners did not move coincide with original faces: distance exactly 0,
+    no sampling needed. Faces with a moved corner are sampled (vertices and face interiors)
+    and measured against the original surface with MeshLab's Hausdorff filter.
+    """
+    if len(kept_faces) == 0:
+        return {"max_mm": 0.0, "mean_mm": 0.0, "method": "no kept faces", "samples": 0}
+    moved_faces = kept_faces[(displacement[kept_faces] > 0).any(axis=1)]
+    if len(moved_faces) == 0:
+        return {
+            "max_mm": 0.0,
+            "mean_mm": 0.0,
+            "method": "exact: no kept vertex moved",
+            "samples": 0,
+        }
+    sub_v, sub_f = weld_exact(v1, moved_faces)
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=sub_v, face_matrix=sub_f.astype(np.int32)))
+    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)))
+    diag = float(np.linalg.norm(np.ptp(np.vstack([v0, sub_v]), axis=0))) or 1.0
+    samples = int(min(max(10 * len(sub_f), 1000), 1_000_000))
+    result = ms.get_hausdorff_distance(
+        sampledmesh=0,
+        targetmesh=1,
+        samplevert=True,
+        sampleface=True,
+        samplenum=samples,
+        maxdist=pymeshlab.PureValue(2 * diag),
+    )
+    moved_area = float(face_areas(sub_v, sub_f).sum())
+    mean = float(result["mean"]) * moved_area / kept_area if kept_area > 0 else 0.0
+    return {
+        "max_mm": float(result["max"]),
+        "mean_mm": mean,
+        "method": "hausdorff samples on faces with moved vertices",
+        "samples": int(result["n_samples"]),
+    }
+
+
+def _fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:
+    reasons = []
+    kept = fidelity["kept_surface"]
+    if kept["max_mm"] > settings.max_kept_surface_deviation_mm:
+        reasons.append(
+            f"The repair moved the kept surface by up to {kept['max_mm']:.3f} mm (limit "
+            f"{settings.max_kept_surface_deviation_mm} mm)."
+        )
+    invented = fidelity["invented"]
+    if invented["largest_patch_diameter_mm"] > settings.max_invented_patch_diameter_mm:
+        big = sum(
+            1
+            for g in invented["largest_patches"]
+            if g["diameter_mm"] > settings.max_invented_patch_diameter_mm
+        )
+        reasons.append(
+            f"Hole filling invented {invented['patches']} patch(es), {invented['area_mm2']:.1f} "
+            f"mm2 in total; the largest is {invented['largest_patch_diameter_mm']:.1f} mm across "
+            f"(limit {settings.max_invented_patch_diameter_mm} mm; {big} over the limit). Check "
+            "that the closed surface is anatomically plausible."
+        )
+    removed = fidelity["removed"]
+    if removed["largest_diameter_mm"] > settings.max_removed_diameter_mm:
+        reasons.append(
+            f"The repair removed {removed['components']} region(s), {removed['area_mm2']:.1f} "
+            f"mm2 in total; the largest is {removed['largest_diameter_mm']:.1f} mm across "
+            f"(limit {settings.max_removed_diameter_mm} mm). Check that no anatomy was lost."
+        )
+    return reasons

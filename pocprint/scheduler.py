@@ -1,0 +1,67 @@
+"""The worker: APScheduler jobs that run the persisted steps (mesh, slicing, dispatch, polling).
+
+All step state lives in the database, so a restart loses nothing: `services.recovery` runs
+before the first tick. Each scheduler job runs one at a time; `wake` runs one at once (for
+example dispatch right after a technician confirms a clear plate).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pocprint.services.dispatch import dispatch_ready_jobs
+from pocprint.services.lab import Lab
+from pocprint.services.mesh_processing import process_waiting_parts
+from pocprint.services.polling import poll_printers
+from pocprint.services.slicing import slice_waiting_jobs
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.poll_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        settings = lab.settings
+        self._add("mesh", process_waiting_parts, settings.mesh_interval_s)
+        self._add("slicing", slice_waiting_jobs, settings.slicing_interval_s)
+        self._add("dispatch", self._dispatch_then_poll, settings.dispatch_interval_s)
+        self._add("poll", self._poll, settings.poll_interval_s)
+
+    def _add(self, name: str, func, seconds: float) -> None:
+        def run():
+            try:
+                func(self.lab)
+            except Exception:
+                log.exception("worker step %s failed", name)
+
+        self.scheduler.add_job(run, "interval", seconds=seconds, id=name, name=name)
+
+    def _poll(self, lab: Lab) -> None:
+        poll_printers(lab, self.poll_pool)
+
+    def _dispatch_then_poll(self, lab: Lab) -> None:
+        if dispatch_ready_jobs(lab):
+            self.wake("poll")
+
+    def wake(self, name: str) -> None:
+        job = self.scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    def start(self) -> None:
+        self.lab.wake = self.wake
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        self.lab.wake = lambda _name: None
+        self.scheduler.shutdown(wait=True)
+        self.poll_pool.shutdown(wait=False)

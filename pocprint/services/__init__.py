@@ -1,0 +1,1 @@
+"""Use cases: the only code that changes state. One transaction each, audited."""

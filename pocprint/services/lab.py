@@ -1,0 +1,59 @@
+"""The lab's wiring: settings, database, file store, profiles, printers and their connectors.
+
+Built once by the application factory (or a test) and handed to every service call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from pocprint.config import Settings
+from pocprint.connectors.base import PrinterConnector
+from pocprint.connectors.definitions import PrinterDefinition, load_definitions
+from pocprint.connectors.registry import make_connector
+from pocprint.slicing.profiles import SlicerProfile, load_profiles
+from pocprint.store.blobs import BlobStore
+from pocprint.store.db import make_engine
+
+
+@dataclass
+class Lab:
+    settings: Settings
+    engine: Engine
+    blobs: BlobStore
+    profiles: dict[str, SlicerProfile]
+    printers: dict[str, PrinterDefinition]
+    wake: Callable[[str], None] = lambda _job: None
+    _connectors: dict[str, PrinterConnector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connector(self, printer_name: str) -> PrinterConnector:
+        with self._lock:
+            if printer_name not in self._connectors:
+                definition = self.printers[printer_name]
+                self._connectors[printer_name] = make_connector(
+                    definition.connector,
+                    url=definition.url or "",
+                    api_key=definition.api_key(self.settings.secrets_dir),
+                    timeout=self.settings.printer_timeout_s,
+                )
+            return self._connectors[printer_name]
+
+
+def build_lab(settings: Settings) -> Lab:
+    """Load and validate everything a lab needs; bad definitions stop the start with a message."""
+    profiles = load_profiles(settings.profiles_dir)
+    printers = load_definitions(settings.printers_dir, set(profiles))
+    for path in (settings.blob_dir, settings.work_dir, settings.secrets_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    return Lab(
+        settings=settings,
+        engine=make_engine(settings.database_url),
+        blobs=BlobStore(settings.blob_dir),
+        profiles=profiles,
+        printers=printers,
+    )

@@ -1,0 +1,193 @@
+"""Tables. Times are timezone-aware UTC (`utcnow`); JSON columns hold reports and printer answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(nullable: bool = True):
+    return Field(default=None, sa_column=sa.Column(sa.JSON, nullable=nullable))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user_account"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    full_name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=255)
+    roles: str = Field(max_length=200)  # comma-separated Role values
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    token_sha256: str = Field(unique=True, max_length=64)
+    label: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "lab_case"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=32)  # the lab's case number
+    patient_code: str = Field(index=True, max_length=64)  # pseudonymous, never a name or MRN
+    indication: str = Field(max_length=2000)
+    device_type: str = Field(max_length=32)
+    needed_by: date
+    created_by: int = Field(foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Part(SQLModel, table=True):
+    """One uploaded mesh of a case, its analysis and its repair."""
+
+    __tablename__ = "part"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="lab_case.id", index=True)
+    label: str = Field(max_length=100)
+    fmt: str = Field(max_length=8)
+    source_sha256: str = Field(max_length=64, index=True)
+    source_bytes: int
+    state: str = Field(max_length=20, index=True)
+    error: str | None = Field(default=None, max_length=2000)
+    verdict: str | None = Field(default=None, max_length=20)
+    repaired_sha256: str | None = Field(default=None, max_length=64)
+    analysis_before: dict | None = _json()
+    analysis_after: dict | None = _json()
+    repair_report: dict | None = _json()
+    attempts: int = 0
+    uploaded_by: int = Field(foreign_key="user_account.id")
+    uploaded_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = None
+
+
+class Approval(SQLModel, table=True):
+    """A design approval bound to the exact repaired mesh it approved (by SHA-256)."""
+
+    __tablename__ = "approval"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="lab_case.id", index=True)
+    part_id: int = Field(foreign_key="part.id", index=True)
+    user_id: int = Field(foreign_key="user_account.id")
+    signer_name: str = Field(max_length=200)
+    meaning: str = Field(max_length=100)
+    content_sha256: str = Field(max_length=64)
+    comment: str = Field(default="", max_length=2000)
+    signed_at: datetime = Field(default_factory=utcnow)
+
+
+class Printer(SQLModel, table=True):
+    __tablename__ = "printer"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    serial: str = Field(max_length=64)
+    connector: str = Field(max_length=32)
+    url: str | None = Field(default=None, max_length=300)
+    model: str = Field(default="", max_length=100)
+    technology: str = Field(max_length=64)
+    build_x: float
+    build_y: float
+    build_z: float
+    nozzle_mm: float | None = None
+    material: str = Field(max_length=64)
+    profiles: list | None = _json()
+    calibration_due: date | None = None
+    definition_sha256: str = Field(max_length=64)
+    enabled: bool = True
+    state: str = Field(default="offline", max_length=20)
+    state_detail: str = Field(default="", max_length=200)
+    error: str | None = Field(default=None, max_length=1000)
+    job_file: str | None = Field(default=None, max_length=200)
+    progress: float | None = None
+    print_time_left_s: int | None = None
+    temperatures: dict | None = _json()
+    last_seen_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    failed_polls: int = 0
+    plate_clear: bool = False
+    plate_clear_by: int | None = Field(default=None, foreign_key="user_account.id")
+    plate_clear_at: datetime | None = None
+
+
+class BuildJob(SQLModel, table=True):
+    """One attempt to build one device: slicing, dispatch, print and outcome."""
+
+    __tablename__ = "build_job"
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(unique=True, max_length=32)  # device serial; names the G-code too
+    case_id: int = Field(foreign_key="lab_case.id", index=True)
+    part_id: int = Field(foreign_key="part.id", index=True)
+    approval_id: int = Field(foreign_key="approval.id")
+    profile_id: str = Field(max_length=100)
+    state: str = Field(max_length=20, index=True)
+    error: str | None = Field(default=None, max_length=4000)
+    attempts: int = 0
+    extents: list | None = _json()  # placed part size in mm, X Y Z
+    mesh_sha256: str = Field(max_length=64)  # the approved repaired mesh that was sliced
+    gcode_sha256: str | None = Field(default=None, max_length=64)
+    gcode_sha1: str | None = Field(default=None, max_length=40)
+    gcode_bytes: int | None = None
+    slicer_name: str | None = Field(default=None, max_length=50)
+    slicer_version: str | None = Field(default=None, max_length=50)
+    profile_sha256: str | None = Field(default=None, max_length=64)
+    slicer_config: dict | None = _json()
+    estimated_time_s: int | None = None
+    filament_mm: float | None = None
+    filament_cm3: float | None = None
+    filament_g: float | None = None
+    sliced_at: datetime | None = None
+    printer_id: int | None = Field(default=None, foreign_key="printer.id", index=True)
+    remote_name: str | None = Field(default=None, max_length=100)
+    printer_sha1: str | None = Field(default=None, max_length=40)
+    printer_report: dict | None = _json()
+    dispatched_by_plate_clear: int | None = Field(default=None, foreign_key="user_account.id")
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: float | None = None
+    print_time_left_s: int | None = None
+    cancel_reason: str | None = Field(default=None, max_length=1000)
+    outcome: str | None = Field(default=None, max_length=20)
+    outcome_note: str | None = Field(default=None, max_length=2000)
+    outcome_by: int | None = Field(default=None, foreign_key="user_account.id")
+    outcome_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained record of every change of state."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=64, index=True)
+    entity: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64, index=True)
+    before: dict | None = _json()
+    after: dict | None = _json()
+    reason: str | None = Field(default=None, max_length=2000)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """One row; locked while an event is appended so concurrent writers cannot fork the chain."""
+
+    __tablename__ = "audit_chain_head"
+    id: int = Field(default=1, primary_key=True)
+    head_hash: str = Field(max_length=64)
+    events: int = 0

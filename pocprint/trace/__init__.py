@@ -1,0 +1,1 @@
+"""Traceability: the hash-chained audit log, the device record, labels and exports."""

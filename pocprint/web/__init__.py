@@ -1,0 +1,112 @@
+"""The HTTP entry point: application factory, sign-in, CSRF and error mapping."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, flash, jsonify, redirect, request, url_for
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from pocprint.config import REPO_ROOT, Settings, load_settings
+from pocprint.services.errors import ServiceError
+from pocprint.services.lab import Lab, build_lab
+from pocprint.services.users import load_actor
+from pocprint.web.auth import WebUser
+
+csrf = CSRFProtect()
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flask:
+    settings = settings or load_settings()
+    lab = lab or build_lab(settings)
+    app = Flask(
+        __name__,
+        template_folder=str(REPO_ROOT / "templates"),
+        static_folder=str(REPO_ROOT / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_timeout_minutes),
+        WTF_CSRF_TIME_LIMIT=None,
+        TESTING=settings.testing,
+        API_TITLE="pocprint API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    app.extensions["pocprint.lab"] = lab
+    csrf.init_app(app)
+
+    login = LoginManager(app)
+    login.login_view = "auth.login"
+    login.login_message = "Please sign in."
+    login.session_protection = "strong"
+
+    @login.user_loader
+    def _load(user_id: str):
+        actor = load_actor(lab, int(user_id))
+        return WebUser(actor) if actor else None
+
+    from pocprint.web import api, auth, board, cases, devices, filters
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(board.bp)
+    app.register_blueprint(devices.bp)
+    api.init_api(app, csrf)
+    _register_errors(app)
+    filters.register(app)
+
+    @app.route("/")
+    def index():
+        return redirect(url_for("board.index"))
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        if _wants_json():
+            body = {"error": type(exc).__name__, "message": str(exc)}
+            if getattr(exc, "code", None):
+                body["code"] = exc.code
+            return jsonify(body), exc.http_status
+        flash(str(exc), "error")
+        return redirect(request.referrer or url_for("board.index")), 303
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        message = "The form expired or did not come from this site; reload the page and try again."
+        if _wants_json():
+            return jsonify({"error": "CSRFError", "message": message}), 400
+        flash(message, "error")
+        return redirect(request.referrer or url_for("board.index")), 303
+
+    @app.errorhandler(413)
+    def _too_large(_exc):
+        lab: Lab = app.extensions["pocprint.lab"]
+        limit = lab.settings.max_upload_bytes // (1024 * 1024)
+        message = f"The file is larger than the upload limit of {limit} MB; nothing was stored."
+        if _wants_json():
+            return jsonify({"error": "TooLarge", "code": "too_large", "message": message}), 413
+        flash(message, "error")
+        return redirect(request.referrer or url_for("board.index")), 303

@@ -1,0 +1,81 @@
+"""Sign-in, sign-out and the role check used by pages."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import UserMixin, current_user, login_required, login_user, logout_user
+
+from pocprint.domain.roles import Permission
+from pocprint.services.actors import Actor
+from pocprint.services.errors import AuthFailed
+from pocprint.services.users import authenticate
+
+bp = Blueprint("auth", __name__)
+
+
+class WebUser(UserMixin):
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self.id = str(actor.user_id)
+
+    def can(self, permission: str) -> bool:
+        from pocprint.domain.roles import may
+
+        return may(self.actor.roles, Permission(permission))
+
+
+def lab():
+    return current_app.extensions["pocprint.lab"]
+
+
+def actor() -> Actor:
+    return current_user.actor
+
+
+def requires(permission: Permission):
+    """Page guard: signed in and holding the permission (services check again)."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if not current_user.can(permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("board.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        try:
+            actor_ = authenticate(
+                lab(), request.form.get("username", ""), request.form.get("password", "")
+            )
+        except AuthFailed as exc:
+            flash(str(exc), "error")
+            return render_template("auth/login.html"), 401
+        login_user(WebUser(actor_))
+        from flask import session
+
+        session.permanent = True
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html")
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))

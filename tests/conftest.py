@@ -1,0 +1,150 @@
+"""Shared fixtures: a real database (SQLite, and PostgreSQL when POCPRINT_TEST_DATABASE_URL is
+set), a lab wired to it, users of each role, and printer definition files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pocprint.config import REPO_ROOT, load_settings
+from pocprint.domain.roles import Role
+from pocprint.services.actors import Actor
+from pocprint.services.fleet import sync_printers
+from pocprint.services.lab import build_lab
+from pocprint.services.users import authenticate, create_user
+from pocprint.store.db import upgrade
+
+SHARED_MESHES = REPO_ROOT.parent / "shared" / "data" / "meshes"
+TEST_MESHES = REPO_ROOT / "tests" / "data" / "meshes"
+PROFILE = "generic-fff-250x210_pla"
+PASSWORD = "correct horse battery staple"
+NO_POSTGRES = (
+    "POCPRINT_TEST_DATABASE_URL is not set; .ci/run sets it to the local PostgreSQL "
+    "so the suite also runs there"
+)
+
+
+def shared_mesh(name: str) -> Path:
+    path = SHARED_MESHES / name
+    if not path.exists():
+        pytest.skip("../shared/data/meshes is not present (it exists in CI, not in a fresh clone)")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a private schema on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pocprint.db'}"
+        return
+    base = os.environ.get("POCPRINT_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip(NO_POSTGRES)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+def write_printer(
+    directory: Path, name: str, url: str | None, key: str | None = None, **fields
+) -> Path:
+    """A printer definition file as lab staff would write it (API key in a secret file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    values = {
+        "name": name,
+        "serial": f"SN-{name}",
+        "model": "test printer",
+        "connector": "octoprint",
+        "url": url,
+        "api_key_file": f"{name}.key",
+        "technology": "material extrusion",
+        "build_volume_mm": [250, 210, 210],
+        "nozzle_mm": 0.4,
+        "material": "PLA",
+        "profiles": [PROFILE],
+        "calibration_due": "2099-01-01",
+    }
+    values.update(fields)
+    lines = []
+    for k, v in values.items():
+        if v is None:
+            continue
+        if isinstance(v, str) and k != "calibration_due":
+            lines.append(f'{k} = "{v}"')
+        elif isinstance(v, list):
+            inner = ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in v)
+            lines.append(f"{k} = [{inner}]")
+        else:
+            lines.append(f"{k} = {v}")
+    path = directory / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    if key is not None:
+        secrets_dir = directory.parent / "data" / "secrets"
+        secrets_dir.mkdir(parents=True, exist_ok=True)
+        (secrets_dir / f"{name}.key").write_text(key)
+    return path
+
+
+def make_settings(tmp_path: Path, database_url: str, printers_dir: Path, **overrides):
+    values = dict(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        printers_dir=printers_dir,
+        profiles_dir=REPO_ROOT / "printers" / "profiles",
+        secret_key=secrets.token_hex(16),
+        testing=True,
+        poll_interval_s=0.5,
+        mesh_interval_s=0.3,
+        slicing_interval_s=0.3,
+        dispatch_interval_s=0.3,
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def printers_dir(tmp_path) -> Path:
+    directory = tmp_path / "printers"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def lab(tmp_path, database_url, printers_dir):
+    """A lab on a real, migrated database; printers are whatever the test wrote first."""
+    settings = make_settings(tmp_path, database_url, printers_dir)
+    upgrade(settings.database_url)
+    lab = build_lab(settings)
+    sync_printers(lab)
+    yield lab
+    lab.engine.dispose()
+
+
+ROLE_USERS = {
+    "admin": {Role.ADMIN},
+    "tech": {Role.TECHNICIAN},
+    "rad": {Role.RADIOLOGIST},
+    "auditor": {Role.AUDITOR},
+}
+
+
+@pytest.fixture
+def people(lab) -> dict[str, Actor]:
+    """One signed-in actor per role (password PASSWORD for all)."""
+    root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
+    out = {}
+    for username, roles in ROLE_USERS.items():
+        create_user(lab, root, username, f"{username.title()} Tester", PASSWORD, roles)
+        out[username] = authenticate(lab, username, PASSWORD)
+    return out

@@ -1,0 +1,36 @@
+"""Helpers shared by the end-to-end, restart and browser tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pocprint.domain.roles import Role
+from pocprint.services.actors import Actor
+from pocprint.services.lab import build_lab
+from pocprint.services.users import create_api_token, create_user
+
+from conftest import PASSWORD, ROLE_USERS, SHARED_MESHES, TEST_MESHES
+
+# A real defective anatomy mesh (inside-out aorta segment from vmtk's test data, BSD licence;
+# see tests/data/meshes/ATTRIBUTION.md): it must be repaired before it can be sliced.
+E2E_MESH = TEST_MESHES / "defect_inverted_aorta_vmtk.stl"
+if not E2E_MESH.exists() and (SHARED_MESHES / E2E_MESH.name).exists():
+    E2E_MESH = SHARED_MESHES / E2E_MESH.name
+
+
+def make_people(settings) -> dict[str, str]:
+    """Users of every role on the service's database; returns an API token per user."""
+    lab = build_lab(settings)
+    root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
+    tokens = {}
+    for username, roles in ROLE_USERS.items():
+        create_user(lab, root, username, f"{username.title()} Tester", PASSWORD, roles)
+        tokens[username] = create_api_token(lab, username, "tests")
+    lab.engine.dispose()
+    return tokens
+
+
+def copy_mesh(source: Path, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(source, dest_dir / source.name))

@@ -1,0 +1,226 @@
+"""Use cases on a real database (SQLite, and PostgreSQL when configured): roles, gates,
+bad uploads leaving nothing behind, the audit chain and restart recovery."""
+
+from __future__ import annotations
+
+import struct
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from pocprint.domain.states import JobState, PartState
+from pocprint.services import cases as case_service
+from pocprint.services.errors import AuthFailed, BadMesh, Forbidden, Invalid, NotApproved
+from pocprint.services.recovery import recover
+from pocprint.services.slicing import slice_job
+from pocprint.services.users import authenticate, bootstrap_admin
+from pocprint.store.db import read_session, unit_of_work
+from pocprint.store.models import Approval, AuditEvent, BuildJob, Part, User
+from pocprint.trace.audit_chain import verify
+
+from conftest import PASSWORD
+
+SOON = date.today() + timedelta(days=7)
+
+
+def new_case(lab, actor) -> int:
+    return case_service.create_case(
+        lab,
+        actor,
+        patient_code="PX-0001",
+        indication="planning",
+        device_type="anatomical_model",
+        needed_by=SOON,
+    )
+
+
+def cube_stl(path, size=20.0):
+    """A closed binary STL cube written by hand (12 triangles)."""
+    import trimesh
+
+    trimesh.creation.box(extents=(size, size, size)).export(path)
+    return path
+
+
+def blob_files(lab) -> list:
+    return [p for p in lab.blobs.root.rglob("*") if p.is_file()]
+
+
+def events(lab, action=None) -> list[AuditEvent]:
+    with read_session(lab.engine) as s:
+        q = select(AuditEvent).order_by(AuditEvent.id)
+        if action:
+            q = q.where(AuditEvent.action == action)
+        return s.exec(q).all()
+
+
+def test_only_technicians_create_cases(lab, people):
+    assert new_case(lab, people["tech"]) > 0
+    for name in ("rad", "auditor", "admin"):
+        with pytest.raises(Forbidden):
+            new_case(lab, people[name])
+
+
+def test_case_with_a_name_instead_of_a_code_is_refused(lab, people):
+    with pytest.raises(Invalid, match="pseudonymous"):
+        case_service.create_case(
+            lab,
+            people["tech"],
+            patient_code="Jane Doe",
+            indication="x",
+            device_type="anatomical_model",
+            needed_by=SOON,
+        )
+
+
+def test_first_admin_gets_a_random_password_only_once(lab):
+    password = bootstrap_admin(lab)
+    assert len(password) >= 16
+    assert authenticate(lab, "admin", password).username == "admin"
+    with pytest.raises(Invalid):
+        bootstrap_admin(lab)
+    with read_session(lab.engine) as s:
+        stored = s.exec(select(User.password_hash)).one()
+    assert stored.startswith("$argon2") and password not in stored
+
+
+def test_wrong_password_is_refused_and_audited(lab, people):
+    with pytest.raises(AuthFailed):
+        authenticate(lab, "tech", "not the password")
+    assert events(lab, "user.login_failed")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("empty.stl", b"", "empty"),
+        ("truncated.stl", b"\0" * 80 + struct.pack("<I", 10) + b"\0" * 120, "truncated"),
+        ("photo.stl", b"\x89PNG\r\n\x1a\n" + b"\0" * 400, "not_a_mesh"),
+        ("notes.stl", b"Dear colleague, please print this.\n" * 20, "not_a_mesh"),
+        ("model.dwg", b"AC1032" + b"\0" * 200, "unsupported_format"),
+    ],
+)
+def test_bad_upload_is_refused_and_leaves_nothing(lab, people, tmp_path, name, content, code):
+    case_id = new_case(lab, people["tech"])
+    path = tmp_path / "upload"
+    path.write_bytes(content)
+    before = len(events(lab))
+    with pytest.raises(BadMesh) as err:
+        case_service.upload_part(lab, people["tech"], case_id, name, path)
+    assert err.value.code == code
+    assert len(str(err.value)) > 15
+    assert blob_files(lab) == []
+    with read_session(lab.engine) as s:
+        assert s.exec(select(Part)).all() == []
+    assert len(events(lab)) == before
+
+
+def test_oversize_upload_is_refused(lab, people, tmp_path):
+    lab.settings = lab.settings.with_(max_upload_bytes=500)
+    case_id = new_case(lab, people["tech"])
+    path = cube_stl(tmp_path / "cube.stl")
+    with pytest.raises(BadMesh) as err:
+        case_service.upload_part(lab, people["tech"], case_id, "cube.stl", path)
+    assert err.value.code == "too_large"
+    assert blob_files(lab) == []
+
+
+def test_upload_is_stored_once_by_hash(lab, people, tmp_path):
+    case_id = new_case(lab, people["tech"])
+    path = cube_stl(tmp_path / "cube.stl")
+    first = case_service.upload_part(lab, people["tech"], case_id, "a.stl", path)
+    second = case_service.upload_part(lab, people["tech"], case_id, "b.stl", path)
+    assert first != second
+    assert len(blob_files(lab)) == 1
+    with read_session(lab.engine) as s:
+        parts = s.exec(select(Part)).all()
+    assert {p.source_sha256 for p in parts} == {blob_files(lab)[0].name}
+    assert all(p.state == PartState.QUEUED for p in parts)
+
+
+def _processed_part(lab, people, tmp_path) -> int:
+    from pocprint.services.mesh_processing import process_part
+
+    case_id = new_case(lab, people["tech"])
+    part_id = case_service.upload_part(
+        lab, people["tech"], case_id, "cube.stl", cube_stl(tmp_path / "cube.stl")
+    )
+    assert process_part(lab, part_id)
+    return part_id
+
+
+def test_only_a_radiologist_with_the_password_approves(lab, people, tmp_path):
+    part_id = _processed_part(lab, people, tmp_path)
+    with pytest.raises(Forbidden):
+        case_service.approve_design(lab, people["tech"], part_id, PASSWORD)
+    with pytest.raises(AuthFailed):
+        case_service.approve_design(lab, people["rad"], part_id, "guess")
+    job_id = case_service.approve_design(lab, people["rad"], part_id, PASSWORD, "fine")
+    with read_session(lab.engine) as s:
+        job = s.get(BuildJob, job_id)
+        approval = s.get(Approval, job.approval_id)
+        part = s.get(Part, part_id)
+    assert job.state == JobState.SLICE_QUEUED
+    assert approval.content_sha256 == part.repaired_sha256 == job.mesh_sha256
+    assert approval.signer_name == "Rad Tester" and approval.meaning == "approved design"
+    with pytest.raises(Exception, match="only an analysed"):
+        case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+
+
+def test_unapproved_part_cannot_be_approved_before_repair(lab, people, tmp_path):
+    case_id = new_case(lab, people["tech"])
+    part_id = case_service.upload_part(
+        lab, people["tech"], case_id, "cube.stl", cube_stl(tmp_path / "cube.stl")
+    )
+    with pytest.raises(Exception, match="queued"):
+        case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+
+
+def test_slicing_refuses_a_mesh_that_changed_after_approval(lab, people, tmp_path):
+    part_id = _processed_part(lab, people, tmp_path)
+    job_id = case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+    with unit_of_work(lab.engine) as s:  # someone swaps the repaired mesh behind the gate
+        s.get(Part, part_id).repaired_sha256 = "f" * 64
+    assert slice_job(lab, job_id)
+    with read_session(lab.engine) as s:
+        job = s.get(BuildJob, job_id)
+    assert job.state == JobState.SLICE_FAILED
+    assert "no longer matches" in job.error
+    assert job.gcode_sha256 is None
+    with unit_of_work(lab.engine) as s, pytest.raises(NotApproved):
+        case_service.require_current_approval(s, s.get(BuildJob, job_id))
+
+
+def test_audit_chain_verifies_and_catches_an_edit(lab, people):
+    new_case(lab, people["tech"])
+    new_case(lab, people["tech"])
+    evs = events(lab)
+    check = verify(evs)
+    assert check.ok and check.events == len(evs) >= 6
+    victim = evs[len(evs) // 2]
+    with lab.engine.begin() as conn:  # behind the service's back
+        conn.execute(
+            sa.text("UPDATE audit_event SET actor = 'mallory' WHERE id = :id"), {"id": victim.id}
+        )
+    broken = verify(events(lab))
+    assert not broken.ok and broken.broken_at == victim.id
+
+
+def test_recovery_requeues_cut_off_steps(lab, people, tmp_path):
+    part_id = _processed_part(lab, people, tmp_path)
+    job_id = case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+    case_id = new_case(lab, people["tech"])
+    other = case_service.upload_part(
+        lab, people["tech"], case_id, "c.stl", cube_stl(tmp_path / "c.stl", 10)
+    )
+    with unit_of_work(lab.engine) as s:  # as a crash would leave them
+        s.get(BuildJob, job_id).state = JobState.SLICING
+        s.get(Part, other).state = PartState.PROCESSING
+    counts = recover(lab)
+    assert counts["jobs_requeued"] == 1 and counts["parts_requeued"] == 1
+    with read_session(lab.engine) as s:
+        assert s.get(BuildJob, job_id).state == JobState.SLICE_QUEUED
+        assert s.get(Part, other).state == PartState.QUEUED
+    assert {e.action for e in events(lab)} >= {"job.requeued", "part.requeued"}
