@@ -32,6 +32,8 @@ from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns 
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
 
+# Rounds of (non-manifold repair, hole closing); see _run_filters.
+ROUNDS = 2
 # Largest patches/removed regions listed individually in the report (largest first).
 _DETAIL_LIMIT = 10
 
@@ -45,7 +47,6 @@ class RepairSettings:
     max_kept_surface_deviation_mm: float = 0.1
     max_invented_patch_diameter_mm: float = 10.0
     max_removed_diameter_mm: float = 5.0
-    non_manifold_edge_method: str = "Remove Faces"  # or "Split Vertices" (MeshLab's options)
 
 
 @dataclass
@@ -190,9 +191,10 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
         )
     # Filling a hole can create a new non-manifold edge, and removing one opens a hole:
     # a second round settles most of these; what is left is for the gate to report.
-    for _ in range(2):
-        method = settings.non_manifold_edge_method
-        _apply(ms, steps, "meshing_repair_non_manifold_edges", method=method)
+    for _ in range(ROUNDS):
+        # "Split Vertices" is not used: in pymeshlab 2025.7 it leaves thousands of
+        # unreferenced vertices, some later NaN, on the corpus's non-manifold meshes.
+        _apply(ms, steps, "meshing_repair_non_manifold_edges", method="Remove Faces")
         _apply(ms, steps, "meshing_repair_non_manifold_vertices", vertdispratio=0.0)
         if ms.current_mesh().face_number() == 0:
             return

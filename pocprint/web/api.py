@@ -31,29 +31,29 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 def init_api(app, csrf) -> None:
     api = Api(app, spec_kwargs={"security": [{"bearer": []}]})
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    csrf.exempt(bp)
-
-    @bp.before_request
-    def _authenticate():
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            actor = actor_from_token(lab(), header[7:].strip())
-            if actor is None:
-                return jsonify({"error": "AuthFailed", "message": "invalid or revoked token"}), 401
-            g.actor = actor
-        elif current_user.is_authenticated:
-            if request.method not in SAFE_METHODS:
-                csrf.protect()
-            g.actor = current_user.actor
-        else:
-            return jsonify(
-                {"error": "AuthFailed", "message": "sign in or send a bearer token"}
-            ), 401
-        if request.method in SAFE_METHODS:
-            g.actor.require(Permission.VIEW)
-        return None
-
+    csrf.exempt(bp)  # checked below, only for cookie sessions (a bearer token is not ambient)
     api.register_blueprint(bp)
+
+
+@bp.before_request
+def _authenticate():
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        actor = actor_from_token(lab(), header[7:].strip())
+        if actor is None:
+            return jsonify({"error": "AuthFailed", "message": "invalid or revoked token"}), 401
+        g.actor = actor
+    elif current_user.is_authenticated:
+        if request.method not in SAFE_METHODS:
+            from pocprint.web import csrf
+
+            csrf.protect()
+        g.actor = current_user.actor
+    else:
+        return jsonify({"error": "AuthFailed", "message": "sign in or send a bearer token"}), 401
+    if request.method in SAFE_METHODS:
+        g.actor.require(Permission.VIEW)
+    return None
 
 
 def _get(session, model, row_id):

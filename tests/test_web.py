@@ -1,0 +1,207 @@
+"""The web entry points on a real database: sign-in, CSRF, server-side role checks, forms,
+bad uploads through HTTP, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from sqlmodel import select
+
+from pocprint.services.users import create_api_token
+from pocprint.store.db import read_session
+from pocprint.store.models import Case, Part
+from pocprint.web import create_app
+
+from conftest import PASSWORD
+
+SOON = (date.today() + timedelta(days=4)).isoformat()
+
+
+@pytest.fixture
+def app(lab, people):
+    return create_app(lab.settings, lab)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html
+    )
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def login(client, username: str, password: str = PASSWORD):
+    page = client.get("/login").get_data(as_text=True)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page)},
+    )
+
+
+def test_pages_need_sign_in(app):
+    client = app.test_client()
+    for path in ("/board/", "/cases/", "/cases/new", "/board/live"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], path
+
+
+def test_login_without_csrf_token_is_rejected(app):
+    client = app.test_client()
+    response = client.post("/login", data={"username": "tech", "password": PASSWORD})
+    assert response.status_code in (302, 303, 400)
+    assert client.get("/board/").status_code == 302  # still not signed in
+
+
+def test_wrong_password_is_refused(app):
+    client = app.test_client()
+    assert login(client, "tech", "nope").status_code == 401
+    assert client.get("/board/").status_code == 302
+
+
+def test_technician_creates_a_case_through_the_form(app, lab):
+    client = app.test_client()
+    assert login(client, "tech").status_code == 302
+    page = client.get("/cases/new").get_data(as_text=True)
+    response = client.post(
+        "/cases/new",
+        data={
+            "csrf_token": csrf_of(page),
+            "patient_code": "PX-77",
+            "indication": "Complex acetabular fracture",
+            "device_type": "anatomical_model",
+            "needed_by": SOON,
+        },
+    )
+    assert response.status_code == 303
+    detail = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "PX-77" in detail and "Upload a mesh" in detail
+    with read_session(lab.engine) as s:
+        assert s.exec(select(Case.patient_code)).all() == ["PX-77"]
+
+
+def test_form_post_without_csrf_changes_nothing(app, lab):
+    client = app.test_client()
+    login(client, "tech")
+    response = client.post(
+        "/cases/new",
+        data={
+            "patient_code": "PX-1",
+            "indication": "x",
+            "device_type": "anatomical_model",
+            "needed_by": SOON,
+        },
+    )
+    assert response.status_code == 303
+    with read_session(lab.engine) as s:
+        assert s.exec(select(Case)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "allowed"),
+    [
+        ("rad", "/cases/new", False),
+        ("auditor", "/cases/new", False),
+        ("admin", "/cases/new", False),
+        ("tech", "/cases/new", True),
+        ("auditor", "/board/", True),
+        ("rad", "/cases/", True),
+    ],
+)
+def test_pages_check_the_role_on_the_server(app, user, path, allowed):
+    client = app.test_client()
+    login(client, user)
+    assert (client.get(path).status_code == 200) is allowed
+
+
+def test_radiologist_cannot_post_a_plate_clear(app, lab):
+    client = app.test_client()
+    login(client, "rad")
+    token = csrf_of(client.get("/board/").get_data(as_text=True))
+    assert (
+        client.post("/board/printers/1/plate-clear", data={"csrf_token": token}).status_code == 403
+    )
+
+
+def test_bad_upload_through_the_form_shows_the_reason_and_stores_nothing(app, lab):
+    client = app.test_client()
+    login(client, "tech")
+    page = client.get("/cases/new").get_data(as_text=True)
+    created = client.post(
+        "/cases/new",
+        data={
+            "csrf_token": csrf_of(page),
+            "patient_code": "PX-9",
+            "indication": "x",
+            "device_type": "surgical_guide",
+            "needed_by": SOON,
+        },
+    )
+    case_url = created.headers["Location"]
+    token = csrf_of(client.get(case_url).get_data(as_text=True))
+    import io
+
+    response = client.post(
+        case_url + "/parts",
+        data={"csrf_token": token, "mesh": (io.BytesIO(b""), "empty.stl")},
+        content_type="multipart/form-data",
+        follow_redirects=True,
+    )
+    assert "empty" in response.get_data(as_text=True).lower()
+    with read_session(lab.engine) as s:
+        assert s.exec(select(Part)).all() == []
+
+
+def test_api_needs_a_token_or_a_session_with_csrf(app, lab):
+    client = app.test_client()
+    assert client.get("/api/v1/cases").status_code == 401
+    assert client.get("/api/v1/cases", headers={"Authorization": "Bearer nope"}).status_code == 401
+    token = create_api_token(lab, "tech")
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {
+        "patient_code": "PX-5",
+        "indication": "x",
+        "device_type": "anatomical_model",
+        "needed_by": SOON,
+    }
+    assert client.post("/api/v1/cases", json=body, headers=auth).status_code == 201
+    # A signed-in browser session must send the CSRF token for state changes.
+    login(client, "tech")
+    assert client.post("/api/v1/cases", json=body).status_code == 400
+    token = csrf_of(client.get("/board/").get_data(as_text=True))
+    assert (
+        client.post("/api/v1/cases", json=body, headers={"X-CSRFToken": token}).status_code == 201
+    )
+
+
+def test_api_refuses_bad_bodies_and_wrong_roles(app, lab):
+    client = app.test_client()
+    rad = {"Authorization": f"Bearer {create_api_token(lab, 'rad')}"}
+    tech = {"Authorization": f"Bearer {create_api_token(lab, 'tech')}"}
+    body = {
+        "patient_code": "PX-5",
+        "indication": "x",
+        "device_type": "anatomical_model",
+        "needed_by": SOON,
+    }
+    assert client.post("/api/v1/cases", json=body, headers=rad).status_code == 403
+    bad = dict(body, device_type="implant")
+    assert client.post("/api/v1/cases", json=bad, headers=tech).status_code == 422
+    response = client.post("/api/v1/cases", json=dict(body, patient_code="Jane Doe"), headers=tech)
+    assert response.status_code == 422 and "pseudonymous" in response.json["message"]
+
+
+def test_openapi_document_lists_the_workflow(app):
+    spec = app.test_client().get("/api/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/cases",
+        "/api/v1/cases/{case_id}/parts",
+        "/api/v1/parts/{part_id}/approval",
+        "/api/v1/queue",
+        "/api/v1/printers/{printer_id}/plate-clear",
+        "/api/v1/jobs/{job_id}/outcome",
+        "/api/v1/devices/{serial}",
+    ):
+        assert path in spec["paths"], path
