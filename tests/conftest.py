@@ -115,8 +115,11 @@ def make_settings(tmp_path: Path, database_url: str, printers_dir: Path, **overr
 
 @pytest.fixture
 def printers_dir(tmp_path) -> Path:
+    """One printer whose address answers nothing (tests that print start a real OctoPrint)."""
+    from pocprint.demo.octoprint_server import free_port
+
     directory = tmp_path / "printers"
-    directory.mkdir()
+    write_printer(directory, "bench-offline", f"http://127.0.0.1:{free_port()}", key="unused-key")
     return directory
 
 

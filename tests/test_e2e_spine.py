@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from datetime import date, timedelta
 
 import pytest
@@ -175,8 +176,8 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
         # The JSON download is the same record; the file name never reached storage.
         r = requests.get(f"{service.url}/api/v1/devices/{serial}", headers=tech.session.headers)
         assert r.json()["files"] == files
-        if database_url.startswith("sqlite"):
-            assert b"Doe_Jane" not in (settings.data_dir / "pocprint.db").read_bytes()
+        if database_url.startswith("sqlite:///"):
+            assert b"Doe_Jane" not in Path(database_url.removeprefix("sqlite:///")).read_bytes()
     except BaseException:
         print(service.log_tail(80))
         raise

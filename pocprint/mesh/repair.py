@@ -108,8 +108,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     _run_filters(ms, settings, steps)
     topology = ms.get_topological_measures()
     current = ms.current_mesh()
-    v1 = np.asarray(current.vertex_matrix(), dtype=np.float64)
-    f1 = np.asarray(current.face_matrix(), dtype=np.int64)
+    v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
     del ms, current
     f1 = _orient_outwards(v1, f1, steps)
     repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
@@ -173,6 +172,16 @@ def _largest_component_faces(ms: pymeshlab.MeshSet) -> int:
     return int(np.bincount(labels, minlength=n).max())
 
 
+def _welded_non_manifold_edges(ms: pymeshlab.MeshSet) -> int:
+    """Non-manifold edges of the current mesh as an STL reader sees it (exactly welded)."""
+    mesh = ms.current_mesh()
+    vertices, faces = weld_exact(mesh.vertex_matrix(), mesh.face_matrix())
+    if len(faces) == 0:
+        return 0
+    _, counts = edge_table(faces, len(vertices))
+    return int((counts > 2).sum())
+
+
 def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[dict]) -> None:
     _apply(ms, steps, "meshing_remove_duplicate_vertices")
     _apply(ms, steps, "meshing_remove_duplicate_faces")
@@ -189,9 +198,12 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
             mincomponentsize=min_faces,
             removeunref=True,
         )
-    # Filling a hole can create a new non-manifold edge, and removing one opens a hole:
-    # a second round settles most of these; what is left is for the gate to report.
-    for _ in range(ROUNDS):
+    # Filling a hole can create a non-manifold edge and removing one opens a hole, and
+    # MeshLab splits non-manifold vertices into coincident copies that any STL reader welds
+    # again. So each further round first re-welds, then repairs what is still wrong.
+    for round_no in range(ROUNDS):
+        if round_no:
+            _apply(ms, steps, "meshing_remove_duplicate_vertices")
         # "Split Vertices" is not used: in pymeshlab 2025.7 it leaves thousands of
         # unreferenced vertices, some later NaN, on the corpus's non-manifold meshes.
         _apply(ms, steps, "meshing_repair_non_manifold_edges", method="Remove Faces")
@@ -208,10 +220,13 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
             selfintersection=True,
             refinehole=False,
         )
-        topology = ms.get_topological_measures()
-        if topology["non_two_manifold_edges"] == 0 and topology["non_two_manifold_vertices"] == 0:
+        if _welded_non_manifold_edges(ms) == 0:
             break
+    # The result is gated and saved welded: that is what STL (which has no shared vertices)
+    # and every slicer see, so split copies must not hide a non-manifold vertex from the gate.
+    _apply(ms, steps, "meshing_remove_duplicate_vertices")
     _apply(ms, steps, "meshing_re_orient_faces_coherently")
+    _apply(ms, steps, "meshing_remove_unreferenced_vertices")
 
 
 def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict]) -> np.ndarray:
@@ -292,7 +307,8 @@ def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
 
 def _gate(vertices: np.ndarray, faces: np.ndarray, after: MeshAnalysis, topology: dict) -> dict:
     """Independent printability checks; all must hold for the verdict "repaired"."""
-    if len(faces):
+    finite = bool(np.isfinite(vertices).all())
+    if len(faces) and finite:
         solid = manifold3d.Manifold(
             manifold3d.Mesh64(
                 vert_properties=np.ascontiguousarray(vertices, dtype=np.float64),
@@ -303,10 +319,11 @@ def _gate(vertices: np.ndarray, faces: np.ndarray, after: MeshAnalysis, topology
         empty = bool(solid.is_empty())
         manifold_volume = None if empty else float(solid.volume())
     else:
-        status, empty, manifold_volume = "NoFaces", True, None
+        status, empty, manifold_volume = ("NoFaces" if finite else "NonFiniteVertex"), True, None
     nm_vertices = int(topology.get("non_two_manifold_vertices", 0))
     nm_edges = int(topology.get("non_two_manifold_edges", 0))
     gate = {
+        "finite_coordinates": finite,
         "manifold3d_status": status,
         "manifold3d_empty": empty,
         "manifold3d_volume_mm3": manifold_volume,
@@ -316,7 +333,8 @@ def _gate(vertices: np.ndarray, faces: np.ndarray, after: MeshAnalysis, topology
         "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
     }
     gate["passed"] = bool(
-        status == "NoError"
+        finite
+        and status == "NoError"
         and not empty
         and gate["watertight"]
         and gate["two_manifold"]
@@ -329,6 +347,8 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
     reasons = []
     if after.triangles == 0:
         return ["The repair left no triangles: every part was noise or could not be kept."]
+    if not gate["finite_coordinates"]:
+        reasons.append("The repair produced NaN or infinite coordinates; the result is unusable.")
     if after.boundary_edges:
         reasons.append(
             f"{after.boundary_edges} boundary edges remain open: holes larger than "
