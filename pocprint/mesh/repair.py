@@ -26,6 +26,8 @@ from pocprint.mesh.analyse import (
     edge_table,
     face_areas,
     face_components,
+    face_keys,
+    group_identical_rows,
     weld_exact,
 )
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
@@ -377,16 +379,6 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
 # ----------------------------------------------------------------------------- fidelity
 
 
-def _face_keys(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """One integer per face, equal for faces with the same three vertices (any order)."""
-    s = np.sort(faces, axis=1)
-    if n_vertices < 2**21:
-        n = np.int64(n_vertices)
-        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
-    _, ids = np.unique(s, axis=0, return_inverse=True)
-    return ids.ravel()
-
-
 def _groups(vertices: np.ndarray, faces: np.ndarray) -> list[dict]:
     """Edge-connected groups of the given faces, largest diameter first."""
     if len(faces) == 0:
@@ -424,11 +416,11 @@ def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) ->
     """
     if len(f1):
         displacement, nearest = cKDTree(v0).query(v1, k=1)
-        keys1 = _face_keys(nearest[f1], len(v0))
+        keys1 = face_keys(nearest[f1], len(v0))
     else:
         displacement = np.zeros(0)
         keys1 = np.zeros(0, dtype=np.int64)
-    keys0 = _face_keys(f0, len(v0))
+    keys0 = face_keys(f0, len(v0))
     kept = np.isin(keys1, keys0)
     areas0 = face_areas(v0, f0)
     removed = ~np.isin(keys0, keys1)

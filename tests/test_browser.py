@@ -1,0 +1,116 @@
+"""The tablet pages in a real browser: Debian's chromium driven by Playwright, headless, at a
+tablet viewport (820 x 1180)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+
+import pytest
+
+from conftest import PASSWORD, make_settings, write_printer
+from octoprint_fixtures import octoprint_or_skip, running_octoprint
+from pocprint.store.db import upgrade
+from service_process import ServiceProcess
+from spine_helpers import E2E_MESH, make_people
+
+pytestmark = [pytest.mark.browser, pytest.mark.octoprint]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TABLET = {"width": 820, "height": 1180}
+
+
+@pytest.fixture
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def service(tmp_path):
+    """pocprint on SQLite (the embedded default) with one real OctoPrint printer."""
+    octoprint_or_skip()
+    with running_octoprint(tmp_path / "octoprint") as printer:
+        printers_dir = tmp_path / "printers"
+        write_printer(printers_dir, "bench-a", printer.url, key=printer.api_key)
+        settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'pocprint.db'}", printers_dir)
+        upgrade(settings.database_url)
+        make_people(settings)
+        service = ServiceProcess(settings, tmp_path / "service.log").start()
+        try:
+            yield service
+        finally:
+            service.stop()
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/board/")
+
+
+def test_technician_orders_uploads_and_sees_the_job_on_the_board(browser, service, tmp_path):
+    base = service.url
+    tech = browser.new_context(viewport=TABLET, has_touch=True).new_page()
+    sign_in(tech, base, "tech")
+    assert tech.locator(".tile[data-printer=bench-a]").is_visible()
+
+    tech.click("text=New case")
+    tech.fill("input[name=patient_code]", "PX-2210")
+    tech.fill("textarea[name=indication]", "Complex abdominal aortic aneurysm")
+    tech.check("input[value=anatomical_model]")
+    tech.fill("input[name=needed_by]", (date.today() + timedelta(days=3)).isoformat())
+    tech.click("button:has-text('Create case')")
+    tech.wait_for_selector("text=Case created")
+    case_url = tech.url
+
+    tech.set_input_files("input[name=mesh]", str(E2E_MESH))
+    tech.click("button:has-text('Upload')")
+    tech.wait_for_selector("text=Mesh stored")
+    # The case page refreshes itself until the repair is done.
+    tech.wait_for_selector(".part .badge.verdict-repaired", timeout=60_000)
+    assert "yes" in tech.locator("table.numbers tr:has-text('Watertight')").inner_text()
+
+    # Every button a gloved finger must hit is at least 44 px tall.
+    tech.goto(f"{base}/board/")
+    heights = tech.eval_on_selector_all(
+        "button, nav a", "els => els.map(e => e.getBoundingClientRect().height)"
+    )
+    assert heights and min(heights) >= 44, heights
+    tech.wait_for_selector(".intake-row:has-text('waiting for approval')")
+
+    # The radiologist signs the design on another tablet.
+    rad = browser.new_context(viewport=TABLET, has_touch=True).new_page()
+    sign_in(rad, base, "rad")
+    rad.goto(case_url)
+    assert rad.locator("#upload").count() == 0  # radiologists do not upload
+    rad.fill("form.sign input[name=password]", PASSWORD)
+    rad.click("button:has-text('Approve and sign')")
+    rad.wait_for_selector("text=Design approved and signed")
+    assert "Rad Tester" in rad.inner_text(".signature")
+
+    # The technician's board shows the job without a reload.
+    marker = tech.evaluate("() => (window.__stay = Math.random())")
+    row = tech.wait_for_selector("tr[data-job]", timeout=30_000)
+    assert row.inner_text().startswith("D")
+    tech.wait_for_selector("tr[data-job] .badge.state-ready", timeout=60_000)
+    assert tech.evaluate("() => window.__stay") == marker
+    assert tech.locator(".tile[data-printer=bench-a] button:has-text('Plate clear')").is_visible()
+    tech.screenshot(path=str(tmp_path / "board.png"), full_page=True)
