@@ -34,3 +34,35 @@ def make_people(settings) -> dict[str, str]:
 def copy_mesh(source: Path, dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(source, dest_dir / source.name))
+
+
+def order_and_approve(tech, rad, mesh: Path, patient_code: str = "PX-3001") -> tuple[int, str]:
+    """Through the API: open a case, upload, wait for the repair, approve. Returns (job, serial)."""
+    from datetime import date, timedelta
+
+    from service_process import wait_for
+
+    r = tech.post(
+        "/cases",
+        json={
+            "patient_code": patient_code,
+            "indication": "restart test",
+            "device_type": "anatomical_model",
+            "needed_by": (date.today() + timedelta(days=2)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    with mesh.open("rb") as fh:
+        r = tech.post(f"/cases/{r.json()['id']}/parts", files={"mesh": (mesh.name, fh)})
+    assert r.status_code == 201, r.text
+    part_id = r.json()["id"]
+    part = wait_for(
+        lambda: tech.get(f"/parts/{part_id}").json(),
+        lambda p: p["state"] != "queued" and p["state"] != "processing",
+        120,
+        "repair",
+    )
+    assert part["verdict"] == "repaired", part
+    r = rad.post(f"/parts/{part_id}/approval", json={"password": PASSWORD})
+    assert r.status_code == 201, r.text
+    return r.json()["job_id"], r.json()["serial"]

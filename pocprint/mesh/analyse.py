@@ -69,7 +69,12 @@ def group_identical_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.ones(n, dtype=bool)
     starts[1:] = sorted_h[1:] != sorted_h[:-1]
     group_sorted = np.cumsum(starts) - 1
-    if not np.array_equal(bits[order], bits[order[starts]][group_sorted]):  # hash collision
+    same = ~starts[1:]  # rows sharing a hash with the previous row must be identical
+    collision = False
+    for column in range(3):
+        values = bits[:, column][order]
+        collision |= not np.array_equal(values[1:][same], values[:-1][same])
+    if collision:
         order = np.lexsort((bits[:, 2], bits[:, 1], bits[:, 0]))
         sorted_bits = bits[order]
         starts[1:] = np.any(sorted_bits[1:] != sorted_bits[:-1], axis=1)
