@@ -8,9 +8,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from pocprint.store.db import upgrade
+
 from conftest import PASSWORD, make_settings, write_printer
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
-from pocprint.store.db import upgrade
 from service_process import ServiceProcess
 from spine_helpers import E2E_MESH, make_people
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import requests

@@ -11,13 +11,14 @@ import requests
 import trimesh
 from sqlmodel import select
 
-from conftest import make_settings, write_printer
-from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from pocprint.domain.states import JobState
 from pocprint.services.lab import build_lab
 from pocprint.services.recovery import recover
 from pocprint.store.db import read_session, unit_of_work, upgrade
 from pocprint.store.models import AuditEvent, BuildJob
+
+from conftest import make_settings, write_printer
+from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import Api, ServiceProcess, wait_for
 from spine_helpers import E2E_MESH, make_people, order_and_approve
 

@@ -205,3 +205,58 @@ def test_openapi_document_lists_the_workflow(app):
         "/api/v1/devices/{serial}",
     ):
         assert path in spec["paths"], path
+
+
+def test_admin_adds_a_user_who_can_then_sign_in(app, lab):
+    client = app.test_client()
+    login(client, "admin")
+    page = client.get("/admin/users").get_data(as_text=True)
+    response = client.post(
+        "/admin/users",
+        data={
+            "csrf_token": csrf_of(page),
+            "username": "nurse",
+            "full_name": "N. Urse",
+            "roles": ["technician", "radiologist"],
+        },
+    )
+    html = response.get_data(as_text=True)
+    password = re.search(r'<code class="password">([^<]+)</code>', html).group(1)
+    other = app.test_client()
+    assert login(other, "nurse", password).status_code == 302
+    assert other.get("/cases/new").status_code == 200
+    tech = app.test_client()
+    login(tech, "tech")
+    assert tech.get("/admin/users").status_code == 403
+
+
+def test_upload_over_the_limit_gets_a_clear_refusal(lab, people):
+    import io
+
+    lab.settings = lab.settings.with_(max_upload_bytes=2048)
+    app = create_app(lab.settings, lab)
+    client = app.test_client()
+    token = create_api_token(lab, "tech")
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {
+        "patient_code": "PX-5",
+        "indication": "x",
+        "device_type": "anatomical_model",
+        "needed_by": SOON,
+    }
+    case_id = client.post("/api/v1/cases", json=body, headers=auth).json["id"]
+    # Far over the limit: refused by the web server before the body is read.
+    huge = io.BytesIO(b"\0" * (2 * 1024 * 1024))
+    response = client.post(
+        f"/api/v1/cases/{case_id}/parts", data={"mesh": (huge, "big.stl")}, headers=auth
+    )
+    assert response.status_code == 413 and "upload limit" in response.json["message"]
+    # Just over the limit: refused by the mesh check with the same clarity.
+    over = io.BytesIO(b"\0" * 80 + (60).to_bytes(4, "little") + b"\0" * 50 * 60)
+    response = client.post(
+        f"/api/v1/cases/{case_id}/parts", data={"mesh": (over, "big.stl")}, headers=auth
+    )
+    assert response.status_code == 422 and response.json["code"] == "too_large"
+    with read_session(lab.engine) as s:
+        assert s.exec(select(Part)).all() == []
+    assert not any(p.is_file() for p in lab.blobs.root.rglob("*"))

@@ -18,16 +18,19 @@ import manifold3d
 import numpy as np
 import pymeshlab
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from pocprint.mesh.analyse import (
     MeshAnalysis,
-    analyse,
+    analyse_welded,
     edge_table,
     face_areas,
     face_components,
     face_keys,
     group_identical_rows,
+    isin_sorted,
     weld_exact,
 )
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
@@ -100,8 +103,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     clock = time.perf_counter
     t0 = clock()
     v0, f0 = weld_exact(mesh.vertices, mesh.faces)
-    original = trimesh.Trimesh(vertices=v0, faces=f0, process=False, validate=False)
-    before = analyse(original)
+    before = analyse_welded(v0, f0)
     t1 = clock()
 
     steps: list[dict] = []
@@ -110,11 +112,12 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     _run_filters(ms, settings, steps)
     current = ms.current_mesh()
     v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
-    f1 = _orient_outwards(v1, f1, steps)
+    edges = edge_table(f1, len(v1))
+    f1, edges = _orient_outwards(v1, f1, edges, steps)
     repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
     t2 = clock()
 
-    after = analyse(repaired)
+    after = analyse_welded(v1, f1, edges)
     t3 = clock()
     # Non-manifold vertices only decide the gate for an otherwise closed, edge-manifold
     # mesh; MeshLab's count costs ~1.3 s per million faces, so it is skipped otherwise.
@@ -122,7 +125,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     if after.watertight:
         nm_vertices = int(ms.get_topological_measures()["non_two_manifold_vertices"])
     del ms, current
-    gate = _gate(v1, f1, after, nm_vertices)
+    gate = _gate(v1, f1, edges, after, nm_vertices)
     t4 = clock()
     fidelity = _fidelity(v0, f0, v1, f1)
     t5 = clock()
@@ -168,23 +171,22 @@ def _apply(ms: pymeshlab.MeshSet, steps: list[dict], name: str, **params: object
     return True
 
 
-def _largest_component_faces(ms: pymeshlab.MeshSet) -> int:
-    """Face count of the largest edge-connected component of the current mesh."""
-    faces = np.asarray(ms.current_mesh().face_matrix(), dtype=np.int64)
-    if len(faces) == 0:
-        return 0
+def _largest_component_faces(faces: np.ndarray) -> int:
+    """Face count of the largest edge-connected component."""
+    faces = np.asarray(faces, dtype=np.int64)
     edge_id, counts = edge_table(faces, int(faces.max()) + 1)
     n, labels = face_components(edge_id, counts, only_manifold_edges=False)
     return int(np.bincount(labels, minlength=n).max())
 
 
-def _non_manifold_edges(ms: pymeshlab.MeshSet) -> int:
-    """Edges shared by more than two faces in the current (welded) mesh."""
+def _has_non_manifold_edge(ms: pymeshlab.MeshSet) -> bool:
+    """Whether an edge is shared by more than two faces in the current (welded) mesh."""
     faces = np.asarray(ms.current_mesh().face_matrix(), dtype=np.int64)
     if len(faces) == 0:
-        return 0
-    _, counts = edge_table(faces, int(faces.max()) + 1)
-    return int((counts > 2).sum())
+        return False
+    pairs = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    keys = np.sort(pairs.min(axis=1) * np.int64(faces.max() + 1) + pairs.max(axis=1))
+    return bool((keys[2:] == keys[:-2]).any())
 
 
 def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[dict]) -> None:
@@ -193,16 +195,28 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
     _apply(ms, steps, "meshing_remove_null_faces")
     _apply(ms, steps, "meshing_remove_unreferenced_vertices")
     # Small loose shells are scan noise, but a model that is itself small (a 12-triangle
-    # cube) must not vanish: the largest component always survives.
-    min_faces = min(settings.min_component_faces, _largest_component_faces(ms))
-    if min_faces > 1:
+    # cube) must not vanish: if every component is below the limit, the step is undone and
+    # repeated with the largest component's size, so that component survives.
+    current = ms.current_mesh()
+    snapshot = (current.vertex_matrix(), current.face_matrix())
+    _apply(
+        ms,
+        steps,
+        "meshing_remove_connected_component_by_face_number",
+        mincomponentsize=settings.min_component_faces,
+        removeunref=True,
+    )
+    if ms.current_mesh().face_number() == 0 and len(snapshot[1]):
+        steps[-1]["undone"] = "it removed every face: all components are below the limit"
+        ms.add_mesh(pymeshlab.Mesh(vertex_matrix=snapshot[0], face_matrix=snapshot[1]), "kept")
         _apply(
             ms,
             steps,
             "meshing_remove_connected_component_by_face_number",
-            mincomponentsize=min_faces,
+            mincomponentsize=_largest_component_faces(snapshot[1]),
             removeunref=True,
         )
+    del snapshot
     # MeshLab splits non-manifold vertices into coincident copies, which every STL reader
     # welds again, and filling a hole can create a non-manifold edge while removing one
     # opens a hole. So each round ends by re-welding (the result is gated and saved welded,
@@ -225,21 +239,26 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
             refinehole=False,
         )
         _apply(ms, steps, "meshing_remove_duplicate_vertices")
-        if _non_manifold_edges(ms) == 0:
+        if not _has_non_manifold_edge(ms):
             break
     _apply(ms, steps, "meshing_re_orient_faces_coherently")
     _apply(ms, steps, "meshing_remove_unreferenced_vertices")
 
 
-def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict]) -> np.ndarray:
+def _orient_outwards(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray],
+    steps: list[dict],
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Invert closed shells with negative signed volume (inside-out), except cavities.
 
     A closed shell lying inside another shell is an internal cavity, whose normals rightly
     point inwards, so only shells with negative volume that are not nested are inverted.
     """
     if len(faces) == 0:
-        return faces
-    edge_id, counts = edge_table(faces, len(vertices))
+        return faces, edges
+    edge_id, counts = edges
     n_shells, labels = face_components(edge_id, counts, only_manifold_edges=False)
     closed = np.ones(n_shells, dtype=bool)
     closed[np.unique(labels[(counts[edge_id] != 2).any(axis=1)])] = False
@@ -249,7 +268,7 @@ def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict])
     volumes = np.bincount(labels, weights=det, minlength=n_shells) / 6.0
     candidates = np.flatnonzero(closed & (volumes < 0))
     if len(candidates) == 0:
-        return faces
+        return faces, edges
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_shells + 1))
     shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
@@ -265,10 +284,12 @@ def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict])
         if not nested:
             inverted.append(s)
     if not inverted:
-        return faces
+        return faces, edges
     flip = np.isin(labels, inverted)
     faces = faces.copy()
     faces[flip] = faces[flip][:, ::-1]
+    edge_id = edge_id.copy()  # (a,b,c) -> (c,b,a): edges (c,b),(b,a),(a,c) = old 1, 0, 2
+    edge_id[flip] = edge_id[flip][:, [1, 0, 2]]
     steps.append(
         {
             "filter": "invert_inside_out_shells",
@@ -279,7 +300,7 @@ def _orient_outwards(vertices: np.ndarray, faces: np.ndarray, steps: list[dict])
             },
         }
     )
-    return faces
+    return faces, (edge_id, counts)
 
 
 def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
@@ -307,8 +328,29 @@ def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
 # ----------------------------------------------------------------------------- gate
 
 
+def _open_borders(faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    """Edge count of each open border (hole or open rim), largest first."""
+    edge_id, counts = edges
+    on_border = counts[edge_id] == 1
+    if not on_border.any():
+        return []
+    pairs = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2)[on_border]
+    nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    graph = coo_matrix(
+        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
+        shape=(len(nodes), len(nodes)),
+    )
+    _, labels = connected_components(graph, directed=False)
+    return sorted(np.bincount(labels[inverse[:, 0]]).tolist(), reverse=True)
+
+
 def _gate(
-    vertices: np.ndarray, faces: np.ndarray, after: MeshAnalysis, nm_vertices: int | None
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray],
+    after: MeshAnalysis,
+    nm_vertices: int | None,
 ) -> dict:
     """Independent printability checks; all must hold for the verdict "repaired"."""
     finite = bool(np.isfinite(vertices).all())
@@ -324,12 +366,15 @@ def _gate(
         manifold_volume = None if empty else float(solid.volume())
     else:
         status, empty, manifold_volume = ("NoFaces" if finite else "NonFiniteVertex"), True, None
+    borders = _open_borders(faces, edges) if len(faces) else []
     gate = {
         "finite_coordinates": finite,
         "manifold3d_status": status,
         "manifold3d_empty": empty,
         "manifold3d_volume_mm3": manifold_volume,
         "watertight": after.watertight,
+        "open_borders": len(borders),
+        "largest_open_border_edges": borders[0] if borders else 0,
         "two_manifold": after.watertight and nm_vertices == 0,
         "non_manifold_vertices": nm_vertices,  # None: not counted (already not watertight)
         "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
@@ -353,9 +398,10 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
         reasons.append("The repair produced NaN or infinite coordinates; the result is unusable.")
     if after.boundary_edges:
         reasons.append(
-            f"{after.boundary_edges} boundary edges remain open: holes larger than "
-            f"{settings.max_hole_edges} boundary edges (or that could not be filled without "
-            "self-intersection) were not closed. Close them in the design software."
+            f"{after.boundary_edges} boundary edges remain open in {gate['open_borders']} "
+            f"hole(s) or open rim(s), the largest bounded by {gate['largest_open_border_edges']} "
+            f"edges. Holes of up to {settings.max_hole_edges} edges are closed automatically "
+            "unless the fill would intersect the surface; close these in the design software."
         )
     if after.non_manifold_edges:
         reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
@@ -413,6 +459,8 @@ def _match_vertices(v0: np.ndarray, v1: np.ndarray) -> tuple[np.ndarray, np.ndar
     ``v0`` holds unique positions. Exact matches are found by hashing (the usual case: the
     filters used here never move a vertex); only the rest go through a k-d tree.
     """
+    if v0.shape == v1.shape and np.array_equal(v0, v1):  # nothing moved, nothing added
+        return np.arange(len(v1)), np.zeros(len(v1))
     labels, first = group_identical_rows(np.vstack([v0, v1]))
     owner = first[labels[len(v0) :]]  # first row with the same position
     nearest = np.where(owner < len(v0), owner, -1)
@@ -433,21 +481,22 @@ def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) ->
     nearest, displacement = _match_vertices(v0, v1)
     keys1 = face_keys(nearest[f1], len(v0)) if len(f1) else np.zeros(0, dtype=np.int64)
     keys0 = face_keys(f0, len(v0))
-    kept = np.isin(keys1, keys0)
+    kept = isin_sorted(keys1, keys0)
     areas0 = face_areas(v0, f0)
-    removed = ~np.isin(keys0, keys1)
+    removed = ~isin_sorted(keys0, keys1)
     zero_area = areas0 <= 0.0
     invented_groups = _groups(v1, f1[~kept])
     removed_groups = _groups(v0, f0[removed & ~zero_area])
     kept_faces = f1[kept]
     kept_area = float(face_areas(v1, kept_faces).sum()) if len(kept_faces) else 0.0
-    moved = displacement[np.unique(kept_faces)] if len(kept_faces) else np.zeros(0)
+    on_kept = np.zeros(len(v1), dtype=bool)
+    on_kept[kept_faces.ravel()] = True
     deviation = _kept_deviation(v0, f0, v1, kept_faces, displacement, kept_area)
     return {
         "kept_surface": {
             "faces": int(len(kept_faces)),
             "area_mm2": kept_area,
-            "moved_vertices": int((moved > 0).sum()),
+            "moved_vertices": int((on_kept & (displacement > 0)).sum()),
             **deviation,
         },
         "invented": {

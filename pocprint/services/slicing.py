@@ -119,6 +119,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
                 "profile_sha256": result.profile_sha256,
                 "estimated_time_s": meta.estimated_time_s,
                 "filament_g": meta.filament_g,
+                "slicer_duration_s": round(result.duration_s, 3),
             },
         )
     lab.wake("dispatch")

@@ -54,9 +54,10 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         actor = load_actor(lab, int(user_id))
         return WebUser(actor) if actor else None
 
-    from pocprint.web import api, auth, board, cases, devices, filters
+    from pocprint.web import admin, api, auth, board, cases, devices, filters
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(board.bp)
     app.register_blueprint(devices.bp)
@@ -66,6 +67,14 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
 
     @app.route("/")
     def index():
+        from flask_login import current_user
+
+        if (
+            current_user.is_authenticated
+            and current_user.can("manage_users")
+            and not (current_user.can("view") and current_user.can("operate_printers"))
+        ):
+            return redirect(url_for("admin.users"))
         return redirect(url_for("board.index"))
 
     @app.after_request

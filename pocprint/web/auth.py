@@ -53,7 +53,7 @@ def requires(permission: Permission):
 def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("board.index")
+    return url_for("index")
 
 
 @bp.route("/login", methods=["GET", "POST"])
