@@ -10,13 +10,11 @@ from pocprint.services.actors import Actor
 from pocprint.services.lab import build_lab
 from pocprint.services.users import create_api_token, create_user
 
-from conftest import PASSWORD, ROLE_USERS, SHARED_MESHES, TEST_MESHES
+from conftest import PASSWORD, ROLE_USERS, TEST_MESHES
 
 # A real defective anatomy mesh (inside-out aorta segment from vmtk's test data, BSD licence;
 # see tests/data/meshes/ATTRIBUTION.md): it must be repaired before it can be sliced.
 E2E_MESH = TEST_MESHES / "defect_inverted_aorta_vmtk.stl"
-if not E2E_MESH.exists() and (SHARED_MESHES / E2E_MESH.name).exists():
-    E2E_MESH = SHARED_MESHES / E2E_MESH.name
 
 
 def make_people(settings) -> dict[str, str]:

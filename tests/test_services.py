@@ -224,3 +224,16 @@ def test_recovery_requeues_cut_off_steps(lab, people, tmp_path):
         assert s.get(BuildJob, job_id).state == JobState.SLICE_QUEUED
         assert s.get(Part, other).state == PartState.QUEUED
     assert {e.action for e in events(lab)} >= {"job.requeued", "part.requeued"}
+
+
+def test_printer_without_its_api_key_shows_the_reason_instead_of_failing(lab):
+    from pocprint.services.polling import poll_printers
+    from pocprint.store.models import Printer
+
+    (lab.settings.secrets_dir / "bench-offline.key").unlink()
+    lab._connectors.clear()
+    assert poll_printers(lab) == 1
+    with read_session(lab.engine) as s:
+        printer = s.exec(select(Printer)).one()
+    assert printer.state == "error"
+    assert "API key" in printer.error and "bench-offline.key" in printer.error

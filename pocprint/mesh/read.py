@@ -14,9 +14,11 @@ import itertools
 import mmap
 import os
 import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET  # noqa: S405 - only fed bytes without DTDs, see _xml_events
@@ -34,6 +36,8 @@ MAX_3MF_UNCOMPRESSED_BYTES = 1024**3
 MAX_3MF_COMPRESSION_RATIO = 100
 MAX_3MF_ENTRIES = 10_000
 MAX_3MF_COMPONENT_DEPTH = 16
+# Components can reference an object many times over; cap what they may expand to.
+MAX_3MF_TRIANGLES = 20_000_000
 THREEMF_UNITS_TO_MM = {
     "micron": 0.001,
     "millimeter": 1.0,
@@ -69,11 +73,12 @@ def detect_format(filename: str) -> str:
     suffix = base.rsplit(".", 1)[1].lower() if "." in base.strip(".") else ""
     if suffix in SUPPORTED_FORMATS:
         return suffix
-    shown = f"'.{suffix}'" if suffix else "no extension"
+    # The name itself is never echoed: file names often carry patient identity.
+    shown = f"a '.{_printable(suffix, 10)}' file" if suffix else "a file without an extension"
     raise MeshError(
         "unsupported_format",
-        f"The file '{base}' has {shown}; accepted mesh formats are STL, OBJ, PLY and 3MF. "
-        "Export the model from the segmentation or CAD software in one of these formats.",
+        f"This is {shown}; accepted mesh formats are STL, OBJ, PLY and 3MF. Export the "
+        "model from the segmentation or CAD software in one of these formats.",
     )
 
 
@@ -160,9 +165,10 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
         plain = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
         exported = plain.export(file_type=fmt)
         data = exported.encode() if isinstance(exported, str) else exported
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -182,6 +188,12 @@ def _known_format(fmt: str) -> str:
             f"'{fmt}' is not a supported mesh format; accepted are STL, OBJ, PLY and 3MF.",
         )
     return fmt
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    """A file-supplied string made safe to show in a message or a log line."""
+    clean = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return clean + ("..." if len(text) > limit else "")
 
 
 def _mb(size: int) -> str:
@@ -323,13 +335,13 @@ def _check_stl(path: Path, size: int) -> str:
             "This is a text file but not an STL: an ASCII STL starts with 'solid' followed by "
             "'facet normal' and 'vertex' lines. Upload the exported model file.",
         )
-    _check_binary_stl_size(size, count)
-    return "binary_stl"  # not reached: the size check always raises here
+    raise _binary_stl_size_error(size, count)
 
 
-def _check_binary_stl_size(size: int, count: int) -> None:
+def _binary_stl_size_error(size: int, count: int) -> MeshError:
+    """The specific error for a binary STL whose size does not match 84 + 50 * count."""
     if size < 84:
-        raise MeshError(
+        return MeshError(
             "truncated",
             f"The binary STL file is only {size} bytes; even its header needs 84. The file was "
             "cut off; upload it again.",
@@ -337,25 +349,25 @@ def _check_binary_stl_size(size: int, count: int) -> None:
     complete, partial = divmod(size - 84, 50)
     if count == 0:
         if size == 84:
-            raise MeshError(
+            return MeshError(
                 "no_triangles",
                 "The STL file contains no triangles (its header declares 0). The export "
                 "selected nothing; export the model again.",
             )
-        raise MeshError(
+        return MeshError(
             "count_mismatch",
             f"The STL header declares 0 triangles but the file holds data for {complete}. The "
             "exporter wrote a wrong header; export the model again.",
         )
     expected = 84 + 50 * count
     if size < expected and partial:
-        raise MeshError(
+        return MeshError(
             "truncated",
             f"The binary STL file is cut off: its header declares {count} triangles "
             f"({expected} bytes) but only {size} bytes arrived ({complete} complete "
             "triangles). Upload the complete file.",
         )
-    raise MeshError(
+    return MeshError(
         "count_mismatch",
         f"The binary STL header declares {count} triangles but the file holds "
         f"{complete} triangle records{' plus stray bytes' if partial else ''}. The file is "
@@ -430,8 +442,12 @@ def _check_obj(path: Path, size: int) -> None:
             "No vertex ('v x y z') lines at the start of the file, so it is not an OBJ mesh.",
         )
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        has_face = mm[:2] in (b"f ", b"f\t") or any(
-            mm.rfind(marker) >= 0 for marker in (b"\nf ", b"\nf\t", b"\rf ")
+        # Faces usually follow the vertices, so searching from the end is fast; the regex
+        # pass (indented face lines) only runs when that finds nothing.
+        has_face = (
+            mm[:2] in (b"f ", b"f\t")
+            or any(mm.rfind(marker) >= 0 for marker in (b"\nf ", b"\nf\t", b"\rf "))
+            or re.search(rb"^[ \t]*f[ \t]", mm, re.MULTILINE) is not None
         )
     if not has_face:
         raise MeshError(
@@ -503,17 +519,16 @@ def _parse_obj(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 def _obj_vertices(v_lines: list[bytes]) -> np.ndarray:
     if not v_lines:
         return np.zeros((0, 3), dtype=np.float64)
-    try:
-        tokens = b" ".join(v_lines).split()
-        if len(tokens) == 3 * len(v_lines):
-            return np.array(tokens, dtype=np.float64).reshape(-1, 3)
+    tokens = b" ".join(v_lines).split()
+    if len(tokens) == 3 * len(v_lines):
+        rows: list = tokens  # fast path: exactly x y z on every line
+    else:  # "v x y z w" or "v x y z r g b": keep x y z
         rows = [line.split()[:3] for line in v_lines]
         if any(len(row) < 3 for row in rows):
             raise MeshError("not_a_mesh", "An OBJ vertex line has fewer than 3 coordinates.")
-        return np.array(rows, dtype=np.float64)
+    try:
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
     except ValueError as exc:
-        if isinstance(exc, MeshError):
-            raise
         raise MeshError(
             "not_a_mesh", "An OBJ vertex line holds a coordinate that is not a number."
         ) from exc
@@ -623,7 +638,7 @@ def _parse_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # trimesh raises many types on malformed bytes
         raise MeshError(
             "not_a_mesh",
-            f"The PLY file could not be read ({type(exc).__name__}: {str(exc)[:120]}). It is "
+            f"The PLY file could not be read ({type(exc).__name__}: {_printable(str(exc), 120)}). It is "
             "damaged or not a valid PLY file.",
         ) from exc
 
@@ -634,39 +649,24 @@ _RELS_3DMODEL = "http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"
 _DTD_PATTERN = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class _ThreeMFPackage:
-    """Context manager: an opened, vetted 3MF zip and the name of its root model part."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.zf: zipfile.ZipFile | None = None
-
-    def __enter__(self) -> tuple[zipfile.ZipFile, str]:
-        head = _read_head(self.path, 512)
-        if not head.startswith(b"PK\x03\x04"):
-            _reject_other_formats(head, "3MF")
-            raise MeshError("not_a_mesh", "This is not a 3MF file: a 3MF file is a ZIP package.")
-        try:
-            self.zf = zipfile.ZipFile(self.path)
-            infos = self.zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-            raise MeshError(
-                "bad_3mf", f"The 3MF package is a damaged ZIP file ({exc}). Export it again."
-            ) from exc
-        try:
-            _vet_zip_entries(infos)
-            return self.zf, _root_model_part(self.zf)
-        except BaseException:
-            self.zf.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.zf is not None:
-            self.zf.close()
-
-
-def _open_3mf(path: Path) -> _ThreeMFPackage:
-    return _ThreeMFPackage(path)
+@contextmanager
+def _open_3mf(path: Path) -> Iterator[tuple[zipfile.ZipFile, str]]:
+    """An opened, vetted 3MF zip and the name of its root model part."""
+    head = _read_head(path, 512)
+    if not head.startswith(b"PK\x03\x04"):
+        _reject_other_formats(head, "3MF")
+        raise MeshError("not_a_mesh", "This is not a 3MF file: a 3MF file is a ZIP package.")
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise MeshError(
+            "bad_3mf",
+            f"The 3MF package is a damaged ZIP file ({_printable(str(exc), 120)}). Export it again.",
+        ) from exc
+    with zf:
+        _vet_zip_entries(infos)
+        yield zf, _root_model_part(zf)
 
 
 def _vet_zip_entries(infos: list[zipfile.ZipInfo]) -> None:
@@ -685,14 +685,15 @@ def _vet_zip_entries(infos: list[zipfile.ZipInfo]) -> None:
         ):
             raise MeshError(
                 "bad_3mf",
-                f"The 3MF package contains an entry with an unsafe path ('{name[:80]}'); refused.",
+                "The 3MF package contains an entry with an absolute path or '..' (a path "
+                "traversal attempt or a broken writer); refused.",
             )
         total += info.file_size
         ratio_limit = MAX_3MF_COMPRESSION_RATIO * max(info.compress_size, 1)
         if info.file_size > 1_000_000 and info.file_size > ratio_limit:
             raise MeshError(
                 "bad_3mf",
-                f"The 3MF entry '{name[:80]}' would expand {info.file_size} bytes from "
+                f"A 3MF entry would expand to {info.file_size} bytes from "
                 f"{info.compress_size} (more than {MAX_3MF_COMPRESSION_RATIO}x): refused as a "
                 "possible zip bomb.",
             )
@@ -726,7 +727,7 @@ def _root_model_part(zf: zipfile.ZipFile) -> str:
         return lowered[target.lower()]
     raise MeshError(
         "bad_3mf",
-        f"The 3MF package has no model part '{target}'; it is not a complete 3MF file.",
+        f"The 3MF package has no model part '{_printable(target)}'; it is not a complete 3MF file.",
     )
 
 
@@ -748,12 +749,14 @@ def _xml_events(zf: zipfile.ZipFile, name: str, limit: int) -> Iterator[tuple[st
             while chunk := fh.read(1 << 20):
                 read += len(chunk)
                 if read > limit:
-                    raise MeshError("bad_3mf", f"The 3MF part '{name}' is too large; refused.")
+                    raise MeshError(
+                        "bad_3mf", f"The 3MF part '{_printable(name)}' is too large; refused."
+                    )
                 if _DTD_PATTERN.search(tail + chunk):
                     raise MeshError(
                         "bad_3mf",
-                        f"The 3MF part '{name}' contains a DOCTYPE/ENTITY declaration, which "
-                        "3MF never uses; refused for safety.",
+                        f"The 3MF part '{_printable(name)}' contains a DOCTYPE/ENTITY "
+                        "declaration, which 3MF never uses; refused for safety.",
                     )
                 tail = chunk[-32:]
                 parser.feed(chunk)
@@ -773,7 +776,9 @@ def _xml_events(zf: zipfile.ZipFile, name: str, limit: int) -> Iterator[tuple[st
         ValueError,
     ) as exc:
         raise MeshError(
-            "bad_3mf", f"The 3MF part '{name}' could not be read ({exc}). Export it again."
+            "bad_3mf",
+            f"The 3MF part '{_printable(name)}' could not be read "
+            f"({_printable(str(exc), 120)}). Export it again.",
         ) from exc
 
 
@@ -883,52 +888,85 @@ def _load_3mf(path: Path) -> list[tuple[str, trimesh.Trimesh]]:
                 f"{', '.join(THREEMF_UNITS_TO_MM)}).",
             )
         scale = THREEMF_UNITS_TO_MM[unit]
+        expanded: dict[tuple[str, str], int] = {}  # triangles an object expands to
 
         def model_for(part: str | None) -> _ModelPart:
             part = part or root_name
             if part not in models:
                 if part not in zf.namelist():
-                    raise MeshError("bad_3mf", f"The 3MF refers to a missing part '{part}'.")
+                    raise MeshError(
+                        "bad_3mf", f"The 3MF refers to a missing part '{_printable(part)}'."
+                    )
                 models[part] = _parse_model_part(zf, part)
             return models[part]
 
-        def collect(part, object_id, matrix, depth, out_v, out_f) -> None:
+        def count(part: str, object_id: str, depth: int) -> int:
+            """Triangles an object expands to through its components (memoised, cheap)."""
+            if depth > MAX_3MF_COMPONENT_DEPTH:
+                raise MeshError("bad_3mf", "The 3MF components nest too deeply (a cycle?).")
+            key = (part, object_id)
+            if key not in expanded:
+                obj = model_for(part).objects.get(object_id)
+                if obj is None:
+                    raise MeshError(
+                        "bad_3mf",
+                        f"The 3MF refers to a missing object id '{_printable(object_id, 20)}'.",
+                    )
+                own = len(obj.triangles) if obj.triangles is not None else 0
+                expanded[key] = own + sum(
+                    count(cpart or part, cid, depth + 1) for cpart, cid, _ in obj.components
+                )
+            return expanded[key]
+
+        def collect(part: str, object_id: str, matrix: np.ndarray, depth: int, out: dict) -> None:
+            """Append an object's transformed triangles (and its components') to ``out``."""
             if depth > MAX_3MF_COMPONENT_DEPTH:
                 raise MeshError("bad_3mf", "The 3MF components nest too deeply (a cycle?).")
             model = model_for(part)
             obj = model.objects.get(object_id)
             if obj is None:
-                raise MeshError("bad_3mf", f"The 3MF refers to a missing object id '{object_id}'.")
+                raise MeshError(
+                    "bad_3mf",
+                    f"The 3MF refers to a missing object id '{_printable(object_id, 20)}'.",
+                )
             if obj.vertices is not None and obj.triangles is not None and len(obj.triangles):
                 tris = obj.triangles
                 if tris.min() < 0 or tris.max() >= len(obj.vertices):
                     raise MeshError(
                         "bad_face_index",
-                        f"3MF object '{obj.name}' has triangles referring to vertices that do "
-                        f"not exist (it defines {len(obj.vertices)}). The file is corrupt.",
+                        f"3MF object id {_printable(object_id, 20)} has triangles referring to "
+                        f"vertices that do not exist (it defines {len(obj.vertices)}). The "
+                        "file is corrupt.",
                     )
                 if np.linalg.det(matrix[:3, :3]) < 0:  # a mirroring transform turns it inside out
                     tris = tris[:, ::-1]
                 pts = obj.vertices @ matrix[:3, :3] + matrix[3, :3]
-                out_f.append(tris + sum(len(v) for v in out_v))
-                out_v.append(pts)
+                out["faces"].append(tris + out["n"])
+                out["vertices"].append(pts)
+                out["n"] += len(pts)
             for comp_part, comp_id, comp_matrix in obj.components:
-                collect(comp_part or part, comp_id, comp_matrix @ matrix, depth + 1, out_v, out_f)
+                collect(comp_part or part, comp_id, comp_matrix @ matrix, depth + 1, out)
 
         if not root.items:
             raise MeshError("no_triangles", "The 3MF build has no items: nothing to print.")
         parts: list[tuple[str, trimesh.Trimesh]] = []
         seen: dict[str, int] = {}
+        total = sum(count(part or root_name, object_id, 0) for part, object_id, _ in root.items)
+        if total > MAX_3MF_TRIANGLES:
+            raise MeshError(
+                "bad_3mf",
+                f"The 3MF build expands to {total} triangles through its components (limit "
+                f"{MAX_3MF_TRIANGLES}); refused.",
+            )
         for part, object_id, matrix in root.items:
             obj = model_for(part).objects.get(object_id)
             if obj is not None and obj.kind in ("support", "other"):
                 continue
-            out_v: list[np.ndarray] = []
-            out_f: list[np.ndarray] = []
-            collect(part, object_id, matrix, 0, out_v, out_f)
-            if not out_f:
+            out: dict = {"vertices": [], "faces": [], "n": 0}
+            collect(part or root_name, object_id, matrix, 0, out)
+            if not out["faces"]:
                 continue
-            mesh = _finish(np.concatenate(out_v) * scale, np.concatenate(out_f))
+            mesh = _finish(np.concatenate(out["vertices"]) * scale, np.concatenate(out["faces"]))
             name = obj.name if obj is not None else f"object {object_id}"
             seen[name] = seen.get(name, 0) + 1
             parts.append((name if seen[name] == 1 else f"{name} ({seen[name]})", mesh))

@@ -1,7 +1,7 @@
 """Automatic mesh repair with a strict printability gate and a fidelity report.
 
-The repair runs MeshLab filters (pymeshlab) on a copy; manifold3d then acts as the gate (it
-never repairs). The fidelity report says what the repair did to the clinician's surface in three
+The repair runs MeshLab filters (pymeshlab) on a copy while the original stays in numpy, never
+handed to a filter; manifold3d then acts as the gate (it never repairs). The fidelity report says what the repair did to the clinician's surface in three
 separate figures, because one Hausdorff number hides the difference between a harmless removed
 speck and a 20 mm invented cap: (1) how far the kept surface moved, (2) how much surface was
 invented to close holes, (3) how much was removed. Any failed gate or exceeded threshold gives
@@ -33,6 +33,7 @@ from pocprint.mesh.analyse import (
     isin_sorted,
     weld_exact,
 )
+from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
@@ -103,6 +104,8 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     clock = time.perf_counter
     t0 = clock()
     v0, f0 = weld_exact(mesh.vertices, mesh.faces)
+    if len(f0) == 0:
+        raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
     before = analyse_welded(v0, f0)
     t1 = clock()
 
@@ -373,6 +376,7 @@ def _gate(
         "manifold3d_empty": empty,
         "manifold3d_volume_mm3": manifold_volume,
         "watertight": after.watertight,
+        "winding_consistent": after.winding_consistent,
         "open_borders": len(borders),
         "largest_open_border_edges": borders[0] if borders else 0,
         "two_manifold": after.watertight and nm_vertices == 0,
@@ -384,6 +388,7 @@ def _gate(
         and status == "NoError"
         and not empty
         and gate["watertight"]
+        and gate["winding_consistent"]
         and gate["two_manifold"]
         and gate["volume_positive"]
     )
@@ -407,6 +412,8 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
         reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
     if gate["non_manifold_vertices"]:  # None or 0: nothing to report
         reasons.append(f"{gate['non_manifold_vertices']} non-manifold vertices remain.")
+    if after.watertight and not after.winding_consistent:
+        reasons.append("Neighbouring faces still point in opposite directions (winding).")
     if gate["manifold3d_status"] != "NoError" or gate["manifold3d_empty"]:
         reasons.append(
             f"manifold3d rejects the repaired mesh as a solid (status "
@@ -507,6 +514,7 @@ def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) ->
                 (g["diameter_mm"] for g in invented_groups), default=0.0
             ),
             "largest_patches": invented_groups[:_DETAIL_LIMIT],
+            "patch_diameters_mm": [g["diameter_mm"] for g in invented_groups],
         },
         "removed": {
             "components": len(removed_groups),
@@ -577,11 +585,8 @@ def _fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:
         )
     invented = fidelity["invented"]
     if invented["largest_patch_diameter_mm"] > settings.max_invented_patch_diameter_mm:
-        big = sum(
-            1
-            for g in invented["largest_patches"]
-            if g["diameter_mm"] > settings.max_invented_patch_diameter_mm
-        )
+        limit = settings.max_invented_patch_diameter_mm
+        big = sum(1 for d in invented["patch_diameters_mm"] if d > limit)
         reasons.append(
             f"Hole filling invented {invented['patches']} patch(es), {invented['area_mm2']:.1f} "
             f"mm2 in total; the largest is {invented['largest_patch_diameter_mm']:.1f} mm across "

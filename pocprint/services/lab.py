@@ -15,6 +15,7 @@ from pocprint.config import Settings
 from pocprint.connectors.base import PrinterConnector
 from pocprint.connectors.definitions import PrinterDefinition, load_definitions
 from pocprint.connectors.registry import make_connector
+from pocprint.connectors.unusable import UnusableConnector
 from pocprint.slicing.profiles import SlicerProfile, load_profiles
 from pocprint.store.blobs import BlobStore
 from pocprint.store.db import make_engine
@@ -33,15 +34,21 @@ class Lab:
 
     def connector(self, printer_name: str) -> PrinterConnector:
         with self._lock:
-            if printer_name not in self._connectors:
-                definition = self.printers[printer_name]
-                self._connectors[printer_name] = make_connector(
+            if printer_name in self._connectors:
+                return self._connectors[printer_name]
+            definition = self.printers[printer_name]
+            try:
+                connector = make_connector(
                     definition.connector,
                     url=definition.url or "",
                     api_key=definition.api_key(self.settings.secrets_dir),
                     timeout=self.settings.printer_timeout_s,
                 )
-            return self._connectors[printer_name]
+            except ValueError as exc:  # not cached: the key may be provided later
+                source = definition.api_key_env or definition.api_key_file
+                return UnusableConnector(f"{exc} (looked for {source})")
+            self._connectors[printer_name] = connector
+            return connector
 
 
 def build_lab(settings: Settings) -> Lab:

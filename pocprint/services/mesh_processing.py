@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from sqlmodel import select
@@ -50,12 +51,16 @@ def process_part(lab: Lab, part_id: int) -> bool:
         source, fmt = lab.blobs.path(part.source_sha256), part.fmt
     log.info("part %s: analysis and repair started", part_id)
     try:
+        started = time.perf_counter()
         mesh = load_mesh(source, fmt)
+        loaded = time.perf_counter()
         result = repair(mesh)
+        repaired = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
             out = Path(tmp) / f"part-{part_id}.stl"
             save_mesh(result.mesh, out)
             repaired_sha, _size = lab.blobs.put_file(out)
+        stored = time.perf_counter()
     except MeshError as exc:
         _finish_rejected(lab, part_id, str(exc))
         return True
@@ -64,6 +69,11 @@ def process_part(lab: Lab, part_id: int) -> bool:
         _finish_rejected(lab, part_id, f"analysis failed: {type(exc).__name__}: {exc}")
         return True
     report = result.report()
+    report["service_timings_s"] = {
+        "read": round(loaded - started, 4),
+        "analyse_and_repair": round(repaired - loaded, 4),
+        "store": round(stored - repaired, 4),
+    }
     with unit_of_work(lab.engine) as session:
         part = session.get(Part, part_id)
         part.state = PartState.PROCESSED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import trimesh
@@ -64,6 +65,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
     try:
         if profile is None:
             raise SlicerError(f"profile {profile_id} is no longer in printers/profiles")
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
             # Files are named by device serial only: no patient identity reaches the slicer.
             mesh_path = Path(tmp) / f"{serial}.stl"
@@ -75,6 +77,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
             if problems:
                 raise SlicerError("; ".join(problems))
             gcode_path = Path(tmp) / f"{serial}.gcode"
+            prepared = time.perf_counter()
             result = slice_mesh(
                 mesh_path,
                 profile,
@@ -82,8 +85,10 @@ def slice_job(lab: Lab, job_id: int) -> bool:
                 center_xy=profile.bed_center,
                 timeout_s=lab.settings.slicer_timeout_s,
             )
+            sliced = time.perf_counter()
             sha1 = _sha1(gcode_path)
             gcode_sha, gcode_size = lab.blobs.put_file(gcode_path)
+            stored = time.perf_counter()
     except SlicerError as exc:
         with unit_of_work(lab.engine) as session:
             _fail(session, session.get(BuildJob, job_id), str(exc))
@@ -119,7 +124,12 @@ def slice_job(lab: Lab, job_id: int) -> bool:
                 "profile_sha256": result.profile_sha256,
                 "estimated_time_s": meta.estimated_time_s,
                 "filament_g": meta.filament_g,
-                "slicer_duration_s": round(result.duration_s, 3),
+                "timings_s": {
+                    "prepare": round(prepared - started, 4),
+                    "slicer_process": round(result.duration_s, 4),
+                    "slice_call": round(sliced - prepared, 4),
+                    "store": round(stored - sliced, 4),
+                },
             },
         )
     lab.wake("dispatch")
