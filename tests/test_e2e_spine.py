@@ -5,6 +5,7 @@ device whose record matches what the printer itself reports."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -173,9 +174,30 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
         assert hashlib.sha256(gcode).hexdigest() == files["gcode"]["sha256"]
         assert b"PX-1042" not in gcode and b"Doe" not in gcode
 
-        # The JSON download is the same record; the file name never reached storage.
-        r = requests.get(f"{service.url}/api/v1/devices/{serial}", headers=tech.session.headers)
-        assert r.json()["files"] == files
+        # The device page a technician opens on the tablet (signed in with a password).
+        browser = requests.Session()
+        login_page = browser.get(f"{service.url}/login", timeout=10).text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
+        r = browser.post(
+            f"{service.url}/login",
+            data={"username": "tech", "password": PASSWORD, "csrf_token": csrf},
+            timeout=10,
+        )
+        assert r.status_code == 200 and "Fleet board" in r.text
+        page = browser.get(f"{service.url}/devices/{serial}", timeout=10).text
+        for digest in (
+            files["source"]["sha256"],
+            files["repaired_mesh"]["sha256"],
+            files["gcode"]["sha256"],
+        ):
+            assert digest in page
+        assert "<svg" in page and f"/devices/{serial}" in page  # the label's QR code and its link
+        assert "Rad Tester" in page and "SN-bench-a" in page
+        download = browser.get(f"{service.url}/devices/{serial}.json", timeout=10)
+        assert "attachment" in download.headers["Content-Disposition"]
+        assert download.json()["files"] == files
+        assert download.json()["events"] == record["events"]
+        # The file name the client sent never reached storage.
         if database_url.startswith("sqlite:///"):
             assert b"Doe_Jane" not in Path(database_url.removeprefix("sqlite:///")).read_bytes()
     except BaseException:
