@@ -115,3 +115,12 @@ def test_technician_orders_uploads_and_sees_the_job_on_the_board(browser, servic
     assert tech.evaluate("() => window.__stay") == marker
     assert tech.locator(".tile[data-printer=bench-a] button:has-text('Plate clear')").is_visible()
     tech.screenshot(path=str(tmp_path / "board.png"), full_page=True)
+    # The device record opens from the queue and carries the label with its QR code.
+    tech.click("tr[data-job] a:first-child")
+    tech.wait_for_selector("h1:has-text('Device D')")
+    assert tech.locator(".label-box .qr svg").count() == 1
+    assert "approved design" in tech.inner_text("body").lower()
+    assert tech.inner_text(".label small").endswith(
+        f"/devices/{tech.inner_text('.label-box strong')}"
+    )
+    tech.screenshot(path=str(tmp_path / "record.png"), full_page=True)

@@ -32,7 +32,8 @@ def record(serial: str):
     return render_template(
         "devices/record.html",
         record=data,
-        qr=Markup(qr_svg(link)),  # noqa: S704 (SVG made by qrcode from our own URL) record_url=link
+        qr=Markup(qr_svg(link)),  # noqa: S704 (SVG made by qrcode from our own URL)
+        record_url=link,
     )
 
 

@@ -47,7 +47,19 @@ def extents(value) -> str:
     return " × ".join(f"{float(v):.1f}" for v in value)
 
 
+def flat(value, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested event values as readable "a.b: value" pairs (empty values left out)."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            pairs.extend(flat(inner, f"{prefix}{key}."))
+    elif value not in (None, [], {}, ""):
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        pairs.append((prefix.rstrip("."), text))
+    return pairs
+
+
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(dt=dt, dur=dur, num=num, extents=extents)
+    app.jinja_env.filters.update(dt=dt, dur=dur, num=num, extents=extents, flat=flat)
     app.jinja_env.globals["today"] = lambda: datetime.now(UTC).date()
     app.jinja_env.globals["date"] = date
