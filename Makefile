@@ -9,11 +9,14 @@ OCTOPRINT_VERSION := 1.11.8
 SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv
 TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core
 BENCH_SYSTEM_PACKAGES := admesh
+# `make run HOST=0.0.0.0` serves the tablets on the lab network (default: this machine only).
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 .PHONY: run test bench lint format system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
-	$(PY) -m pocprint.cli demo run
+	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff check .

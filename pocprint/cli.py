@@ -9,6 +9,7 @@ import argparse
 import logging
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -57,7 +58,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings, lab)
     worker = Worker(lab)
     worker.start()
-    print(f"pocprint is running: open http://{host}:{port}/ in a browser", flush=True)
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # noqa: S104
+    print(f"pocprint is running: open http://{shown}:{port}/ in a browser", flush=True)
     try:
         waitress.serve(app, host=host, port=port, threads=8, _quiet=True)
     finally:

@@ -124,3 +124,47 @@ def test_technician_orders_uploads_and_sees_the_job_on_the_board(browser, servic
         f"/devices/{tech.inner_text('.label-box strong')}"
     )
     tech.screenshot(path=str(tmp_path / "record.png"), full_page=True)
+
+
+def test_technician_confirms_the_unit_and_accepts_a_repair_that_needs_attention(
+    browser, service, tmp_path
+):
+    import numpy as np
+    import trimesh
+
+    # A 40 mm box with one side missing: 4 cm would be as plausible as 40 mm, and the hole
+    # is too big to close automatically.
+    box = trimesh.creation.box(extents=(40, 40, 40))
+    box.update_faces(np.arange(len(box.faces)) > 1)
+    path = tmp_path / "open-box.stl"
+    box.export(path)
+
+    base = service.url
+    tech = browser.new_context(viewport=TABLET, has_touch=True).new_page()
+    sign_in(tech, base, "tech")
+    tech.click("text=New case")
+    tech.fill("input[name=patient_code]", "PX-2211")
+    tech.fill("textarea[name=indication]", "Surgical guide trial")
+    tech.check("input[value=surgical_guide]")
+    tech.fill("input[name=needed_by]", (date.today() + timedelta(days=3)).isoformat())
+    tech.click("button:has-text('Create case')")
+    tech.set_input_files("input[name=mesh]", str(path))
+    tech.click("button:has-text('Upload')")
+
+    tech.wait_for_selector("button:has-text('Millimetres (proposed)')", timeout=60_000)
+    assert "40.0 × 40.0 × 40.0 mm" in tech.inner_text(".units")
+    tech.click("button:has-text('Millimetres (proposed)')")
+    tech.wait_for_selector(".part .badge.verdict-needs_attention", timeout=60_000)
+    assert "Unit: mm" in tech.inner_text(".part")
+    assert tech.locator("form.sign").count() == 0  # nothing to approve yet
+
+    tech.fill("form.accept textarea[name=reason]", "open side is the planned cutting plane")
+    tech.click("button:has-text('Accept with this reason')")
+    tech.wait_for_selector("text=Repair accepted with your reason")
+    assert "planned cutting plane" in tech.inner_text(".signature")
+
+    rad = browser.new_context(viewport=TABLET, has_touch=True).new_page()
+    sign_in(rad, base, "rad")
+    rad.goto(tech.url)
+    assert rad.locator("form.sign button:has-text('Approve and sign')").is_visible()
+    tech.screenshot(path=str(tmp_path / "accepted.png"), full_page=True)

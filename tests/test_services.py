@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from datetime import date, timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlmodel import select
@@ -13,6 +14,8 @@ from sqlmodel import select
 from pocprint.domain.states import JobState, PartState
 from pocprint.services import cases as case_service
 from pocprint.services.errors import AuthFailed, BadMesh, Forbidden, Invalid, NotApproved
+from pocprint.services.mesh_processing import process_part
+from pocprint.services.parts import accept_repair, confirm_units
 from pocprint.services.recovery import recover
 from pocprint.services.slicing import slice_job
 from pocprint.services.users import authenticate, bootstrap_admin
@@ -141,14 +144,69 @@ def test_upload_is_stored_once_by_hash(lab, people, tmp_path):
 
 
 def _processed_part(lab, people, tmp_path) -> int:
-    from pocprint.services.mesh_processing import process_part
-
+    """A 20 mm cube: its unit is not clear-cut (2 cm would be as plausible), so the
+    technician confirms millimetres before the repair runs."""
     case_id = new_case(lab, people["tech"])
     part_id = case_service.upload_part(
         lab, people["tech"], case_id, "cube.stl", cube_stl(tmp_path / "cube.stl")
     )
     assert process_part(lab, part_id)
+    confirm_units(lab, people["tech"], part_id, "mm")
+    assert process_part(lab, part_id)
     return part_id
+
+
+def test_unclear_unit_waits_for_the_technician(lab, people, tmp_path):
+    case_id = new_case(lab, people["tech"])
+    part_id = case_service.upload_part(
+        lab, people["tech"], case_id, "cube.stl", cube_stl(tmp_path / "cube.stl", 2.0)
+    )
+    assert process_part(lab, part_id)
+    with read_session(lab.engine) as s:
+        part = s.get(Part, part_id)
+    assert part.state == PartState.AWAITING_UNITS and part.units is None
+    assert part.units_guess["clear"] is False and part.units_guess["reasons"]
+    with pytest.raises(Forbidden):
+        confirm_units(lab, people["rad"], part_id, "cm")
+    with pytest.raises(Invalid):
+        confirm_units(lab, people["tech"], part_id, "furlong")
+    confirm_units(lab, people["tech"], part_id, "cm")
+    assert process_part(lab, part_id)
+    with read_session(lab.engine) as s:
+        part = s.get(Part, part_id)
+    assert part.state == PartState.PROCESSED and part.units == "cm" and part.scale_to_mm == 10
+    assert part.analysis_after["extents"] == pytest.approx([20.0, 20.0, 20.0])
+    confirmed = events(lab, "part.units_confirmed")
+    assert confirmed[0].actor == "tech" and confirmed[0].after["units"] == "cm"
+
+
+def test_needs_attention_is_approved_only_after_a_technician_accepts_it(lab, people, tmp_path):
+    import trimesh
+
+    open_box = trimesh.creation.box(extents=(40, 40, 40))
+    open_box.update_faces(np.arange(len(open_box.faces)) > 1)  # one side missing: a 40 mm hole
+    path = tmp_path / "open.stl"
+    open_box.export(path)
+    case_id = new_case(lab, people["tech"])
+    part_id = case_service.upload_part(lab, people["tech"], case_id, "open.stl", path)
+    assert process_part(lab, part_id)
+    if events(lab, "part.units_unclear"):
+        confirm_units(lab, people["tech"], part_id, "mm")
+        assert process_part(lab, part_id)
+    with read_session(lab.engine) as s:
+        part = s.get(Part, part_id)
+    assert part.verdict == "needs_attention" and part.repair_report["reasons"]
+    with pytest.raises(NotApproved, match="no technician has accepted"):
+        case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+    with pytest.raises(Invalid):
+        accept_repair(lab, people["tech"], part_id, "ok")  # a reason, not a shrug
+    with pytest.raises(Forbidden):
+        accept_repair(lab, people["rad"], part_id, "looks fine to me, print it")
+    accept_repair(lab, people["tech"], part_id, "open side is the cut plane the surgeon asked for")
+    accepted = events(lab, "part.repair_accepted")
+    assert accepted[0].actor == "tech" and "cut plane" in accepted[0].reason
+    job_id = case_service.approve_design(lab, people["rad"], part_id, PASSWORD)
+    assert job_id > 0
 
 
 def test_only_a_radiologist_with_the_password_approves(lab, people, tmp_path):

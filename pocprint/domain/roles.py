@@ -16,6 +16,8 @@ class Permission(StrEnum):
     MANAGE_USERS = "manage_users"
     CREATE_CASE = "create_case"
     UPLOAD_MESH = "upload_mesh"
+    CONFIRM_UNITS = "confirm_units"
+    ACCEPT_REPAIR = "accept_repair"  # accept a needs-attention repair, with a reason
     APPROVE_DESIGN = "approve_design"
     OPERATE_PRINTERS = "operate_printers"
     RECORD_OUTCOME = "record_outcome"
@@ -28,6 +30,8 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         {
             Permission.CREATE_CASE,
             Permission.UPLOAD_MESH,
+            Permission.CONFIRM_UNITS,
+            Permission.ACCEPT_REPAIR,
             Permission.OPERATE_PRINTERS,
             Permission.RECORD_OUTCOME,
             Permission.VIEW,

@@ -16,6 +16,7 @@ class InvalidTransition(Exception):
 class PartState(StrEnum):
     QUEUED = "queued"  # stored, waiting for analysis and repair
     PROCESSING = "processing"
+    AWAITING_UNITS = "awaiting_units"  # the file's unit is not clear-cut: a technician decides
     PROCESSED = "processed"  # analysed and repaired; see verdict
     REJECTED = "rejected"  # not a usable mesh; see error
     APPROVED = "approved"  # design approved for printing
@@ -42,7 +43,10 @@ class JobState(StrEnum):
 
 PART_TRANSITIONS: dict[PartState, frozenset[PartState]] = {
     PartState.QUEUED: frozenset({PartState.PROCESSING}),
-    PartState.PROCESSING: frozenset({PartState.PROCESSED, PartState.REJECTED, PartState.QUEUED}),
+    PartState.PROCESSING: frozenset(
+        {PartState.PROCESSED, PartState.REJECTED, PartState.QUEUED, PartState.AWAITING_UNITS}
+    ),
+    PartState.AWAITING_UNITS: frozenset({PartState.QUEUED}),
     PartState.PROCESSED: frozenset({PartState.APPROVED}),
     PartState.REJECTED: frozenset(),
     PartState.APPROVED: frozenset(),

@@ -3,10 +3,15 @@
 trimesh's cached properties (``is_watertight`` alone takes ~2 s on 1M triangles) are too slow
 for the repair report, so the counts here are derived from one sorted edge table. All figures
 are measured after exact vertex welding, which is what a repair tool and a slicer see.
+
+Two figures are optional because they cost more: self-intersecting faces (MeshLab, ~1.5-2 s
+per million triangles) and the thin-wall estimate (rays cast from a bounded sample of faces,
+~1.5 s per million triangles). ``analyse`` computes them only when asked.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,6 +22,18 @@ from scipy.sparse.csgraph import connected_components
 # A face counts as degenerate when its area is at most this fraction of the squared largest
 # extent (at least 1): the same rule as the corpus manifest, so figures are comparable.
 DEGENERATE_AREA_RATIO = 1e-12
+
+# Thin-wall estimate: at most this many rays (one per sampled face), seeded, so the cost is
+# bounded on any mesh and the same file always gives the same figures.
+THIN_WALL_SAMPLES = 20_000
+THIN_WALL_SEED = 0
+# Warn when more than this share of the (sampled) surface area is thinner than the minimum.
+THIN_WALL_WARN_SHARE = 0.01
+# Rays look this many minimum-feature sizes deep; thicker walls are reported as "thicker".
+THIN_WALL_DEPTH_FACTOR = 3.0
+_PAIR_CHUNK = 250_000
+# Grid look-ups plus candidate (ray, face) pairs per thin-wall estimate (a few seconds).
+_WORK_BUDGET = 15_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,16 @@ class MeshAnalysis:
     extents: tuple[float, float, float]
     duplicate_faces: int
     degenerate_faces: int
+    # Added later; defaults keep older positional construction and stored reports valid.
+    # Vertices where separate surface fans meet in one point ("bow-tie"); vertices that
+    # only lie on a non-manifold edge are not counted again (MeshLab's rule).
+    non_manifold_vertices: int = 0
+    # Boundary loops (holes, or the rim of an open sheet) and the edge count of the largest.
+    holes: int = 0
+    largest_hole_edges: int = 0
+    inside_out: bool = False  # closed, but the signed volume is negative
+    self_intersecting_faces: int | None = None  # None: not checked (optional, costly)
+    thin_walls: dict | None = None  # thin_wall_warning() result; None: not checked
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (lists instead of tuples, Python floats and ints)."""
@@ -229,15 +256,31 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(det.sum() / 6.0)
 
 
-def analyse(mesh: trimesh.Trimesh) -> MeshAnalysis:
-    """Measure a mesh (exactly welded first); volume only when it is watertight."""
-    return analyse_welded(*weld_exact(mesh.vertices, mesh.faces))
+def analyse(
+    mesh: trimesh.Trimesh,
+    *,
+    self_intersections: bool = False,
+    min_feature_mm: float | None = None,
+) -> MeshAnalysis:
+    """Measure a mesh (exactly welded first); volume only when it is watertight.
+
+    ``self_intersections`` adds MeshLab's count of self-intersecting faces; ``min_feature_mm``
+    adds the thin-wall estimate (coordinates must then be in mm). Both are off by default
+    because they cost seconds on large meshes.
+    """
+    vertices, faces = weld_exact(mesh.vertices, mesh.faces)
+    return analyse_welded(
+        vertices, faces, self_intersections=self_intersections, min_feature_mm=min_feature_mm
+    )
 
 
 def analyse_welded(
     vertices: np.ndarray,
     faces: np.ndarray,
     edges: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    self_intersections: bool = False,
+    min_feature_mm: float | None = None,
 ) -> MeshAnalysis:
     """``analyse`` for arrays already welded by ``weld_exact``; ``edges`` from ``edge_table``
     may be passed when the caller has it (it is the costly part on large meshes)."""
@@ -252,6 +295,8 @@ def analyse_welded(
     watertight = boundary == 0 and non_manifold == 0
     shells, _ = face_components(edge_id, counts)
     unique_faces = len(unique_inverse(face_keys(faces, len(vertices)))[1])
+    loops = boundary_loops(faces, (edge_id, counts)) if boundary else []
+    volume = signed_volume(vertices, faces) if watertight else None
     lo = vertices.min(axis=0)
     hi = vertices.max(axis=0)
     return MeshAnalysis(
@@ -262,11 +307,367 @@ def analyse_welded(
         non_manifold_edges=non_manifold,
         watertight=bool(watertight),
         winding_consistent=winding_consistent(faces, edge_id, len(counts)),
-        volume_mm3=signed_volume(vertices, faces) if watertight else None,
+        volume_mm3=volume,
         area_mm2=float(areas.sum()),
         bbox_min=tuple(float(x) for x in lo),
         bbox_max=tuple(float(x) for x in hi),
         extents=tuple(float(x) for x in hi - lo),
         duplicate_faces=int(len(faces) - unique_faces),
         degenerate_faces=degenerate,
+        non_manifold_vertices=int(
+            non_manifold_vertex_mask(faces, (edge_id, counts), len(vertices)).sum()
+        ),
+        holes=len(loops),
+        largest_hole_edges=loops[0] if loops else 0,
+        inside_out=bool(volume is not None and volume < 0),
+        self_intersecting_faces=(
+            count_self_intersections(vertices, faces) if self_intersections else None
+        ),
+        thin_walls=(
+            thin_walls(vertices, faces, min_feature_mm) if min_feature_mm is not None else None
+        ),
     )
+
+
+def non_manifold_vertex_mask(
+    faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray], n_vertices: int
+) -> np.ndarray:
+    """Vertices whose incident faces form more than one fan ("bow-tie" or pinch vertices).
+
+    Corners of the same vertex are linked across each edge shared by exactly two faces; a
+    manifold vertex has all its corners in one linked group. Vertices on a non-manifold edge
+    are left out (the edge is already counted), which reproduces MeshLab's
+    ``non_two_manifold_vertices`` on every corpus file. Faces with a repeated corner carry no
+    surface and are ignored.
+    """
+    edge_id, counts = edges
+    mask = np.zeros(n_vertices, dtype=bool)
+    if len(faces) == 0:
+        return mask
+    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+    proper &= faces[:, 0] != faces[:, 2]
+    flat_edge = edge_id.ravel()
+    slot = np.flatnonzero((counts[flat_edge] == 2) & np.repeat(proper, 3))
+    slot = slot[np.argsort(flat_edge[slot], kind="stable")]
+    pair = np.flatnonzero(flat_edge[slot[1:]] == flat_edge[slot[:-1]])
+    first, second = slot[pair], slot[pair + 1]  # the two face slots of one manifold edge
+    flat = faces.ravel()
+    first_next = first - first % 3 + (first % 3 + 1) % 3  # slot of the edge's other end
+    second_next = second - second % 3 + (second % 3 + 1) % 3
+    same_start = flat[first] == flat[second]
+    a = np.concatenate([first, first_next])
+    b = np.concatenate(
+        [np.where(same_start, second, second_next), np.where(same_start, second_next, second)]
+    )
+    n_corners = len(flat)
+    graph = coo_matrix(
+        (np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_corners, n_corners)
+    ).tocsr()
+    n_groups, labels = connected_components(graph, directed=False)
+    corners = np.flatnonzero(np.repeat(proper, 3))
+    group_vertex = np.full(n_groups, -1, dtype=np.int64)
+    group_vertex[labels[corners]] = flat[corners]
+    fans = np.bincount(group_vertex[group_vertex >= 0], minlength=n_vertices)
+    mask = fans > 1
+    bad = np.flatnonzero(counts[flat_edge] > 2)  # slots of non-manifold edges
+    if len(bad):
+        mask[flat[bad]] = False
+        mask[flat[bad - bad % 3 + (bad % 3 + 1) % 3]] = False
+    return mask
+
+
+def boundary_loops(faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    """Edge count of each open border (hole or open rim), largest first.
+
+    Borders are the connected groups of boundary edges; two holes touching at one vertex
+    count as one border.
+    """
+    edge_id, counts = edges
+    on_border = counts[edge_id] == 1
+    if not on_border.any():
+        return []
+    pairs = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2)[on_border]
+    nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    graph = coo_matrix(
+        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
+        shape=(len(nodes), len(nodes)),
+    )
+    _, labels = connected_components(graph, directed=False)
+    return sorted(np.bincount(labels[inverse[:, 0]]).tolist(), reverse=True)
+
+
+def count_self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """Faces that intersect another face of the mesh (MeshLab), measured on a copy.
+
+    Self-intersections do not stop a watertight check but make slicers fill or drop regions
+    unpredictably. pymeshlab is imported here so reading files (web requests) stays light.
+    """
+    if len(faces) == 0:
+        return 0
+    import pymeshlab
+
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(
+        pymeshlab.Mesh(
+            vertex_matrix=np.asarray(vertices, dtype=np.float64),
+            face_matrix=np.asarray(faces, dtype=np.int32),
+        )
+    )
+    ms.compute_selection_by_self_intersections_per_face()
+    return int(ms.current_mesh().selected_face_number())
+
+
+def thin_wall_warning(
+    mesh: trimesh.Trimesh,
+    min_feature_mm: float,
+    *,
+    max_samples: int = THIN_WALL_SAMPLES,
+    warn_share: float = THIN_WALL_WARN_SHARE,
+    seed: int = THIN_WALL_SEED,
+) -> dict:
+    """Estimate where walls are thinner than the printer's minimum feature size (mm).
+
+    A warning for the technician, never a gate: the local wall thickness is measured by a
+    ray cast inwards (along the negative face normal) from the centroid of each sampled face
+    to the next surface. See ``thin_walls`` for the figures returned.
+    """
+    return thin_walls(
+        np.asarray(mesh.vertices, dtype=np.float64),
+        np.asarray(mesh.faces, dtype=np.int64),
+        min_feature_mm,
+        max_samples=max_samples,
+        warn_share=warn_share,
+        seed=seed,
+    )
+
+
+def thin_walls(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    min_feature_mm: float,
+    *,
+    max_samples: int = THIN_WALL_SAMPLES,
+    warn_share: float = THIN_WALL_WARN_SHARE,
+    seed: int = THIN_WALL_SEED,
+) -> dict:
+    """``thin_wall_warning`` on arrays.
+
+    Up to ``max_samples`` faces are drawn with probability proportional to their area
+    (seeded; every face when the mesh has fewer), so ``thin_share`` estimates the share of
+    surface area whose wall is thinner than ``min_feature_mm``. Rays look
+    ``THIN_WALL_DEPTH_FACTOR`` x ``min_feature_mm`` deep: walls beyond that count as thick
+    and ``min_thickness_mm`` is None when no ray hit anything within that depth. Overlapping
+    parts and near-coincident surfaces also measure as thin.
+
+    trimesh's ray intersector needs rtree or embree, neither of which is a dependency here,
+    so the cast is done in numpy: candidate faces come from a hashed grid of face centroids
+    (one per face-size class), Moller-Trumbore tests them. Rays are processed in random
+    batches under a budget of candidate pairs, so a pathological mesh (e.g. a part still in
+    inches, smaller than the minimum feature) uses fewer samples instead of minutes;
+    ``samples`` says how many were used.
+    """
+    started = time.perf_counter()
+    min_feature_mm = float(min_feature_mm)
+    if not np.isfinite(min_feature_mm) or min_feature_mm <= 0:
+        raise ValueError(f"min_feature_mm must be a positive number of mm, got {min_feature_mm}")
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    depth = THIN_WALL_DEPTH_FACTOR * min_feature_mm
+    result = {
+        "min_feature_mm": min_feature_mm,
+        "search_depth_mm": depth,
+        "method": "inward ray from face centroids along the negative face normal",
+        "samples": 0,
+        "sampling": "none",
+        "thin_share": 0.0,
+        "thin_area_mm2_estimate": 0.0,
+        "min_thickness_mm": None,
+        "warn_share": warn_share,
+        "warning": None,
+    }
+    tri = vertices[faces]
+    if len(faces):
+        e1 = tri[:, 1] - tri[:, 0]
+        e2 = tri[:, 2] - tri[:, 0]
+        cross = np.cross(e1, e2)
+        double_area = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+        span = float(np.ptp(vertices, axis=0).max())
+        valid = double_area > 2 * DEGENERATE_AREA_RATIO * max(1.0, span) ** 2
+    if len(faces) == 0 or not valid.any():
+        result["duration_s"] = round(time.perf_counter() - started, 4)
+        return result
+    usable = np.flatnonzero(valid)
+    rng = np.random.default_rng(seed)
+    if len(usable) <= max_samples:
+        draws = rng.permutation(usable)
+        weights = double_area[draws]
+        result["sampling"] = "every face, weighted by area"
+    else:
+        probability = double_area[usable] / double_area[usable].sum()
+        draws = rng.choice(usable, size=max_samples, p=probability)
+        weights = np.ones(len(draws))
+        result["sampling"] = f"{max_samples} area-weighted random draws (seed {seed})"
+    caster = _RayCaster(tri, e1, e2, valid, depth, eps=1e-9 * max(1.0, span))
+    origins = tri[draws].mean(axis=1)
+    directions = -cross[draws] / double_area[draws, None]
+    hit_distance = np.full(len(draws), np.inf)
+    done = 0
+    batch = 512  # the first batch measures the cost per ray; later ones are sized from it
+    while done < len(draws) and caster.work < _WORK_BUDGET:
+        stop = min(len(draws), done + batch)
+        hit_distance[done:stop] = caster.first_hits(
+            origins[done:stop], directions[done:stop], draws[done:stop]
+        )
+        done = stop
+        per_ray = max(caster.work / done, 1.0)
+        batch = int(np.clip((_WORK_BUDGET - caster.work) / per_ray, 256, 8192))
+    if done < len(draws):
+        result["sampling"] += f"; stopped after {done} rays (work budget reached)"
+    hit_distance, weights = hit_distance[:done], weights[:done]
+    thin = hit_distance < min_feature_mm
+    share = float(weights[thin].sum() / weights.sum())
+    measured = hit_distance[np.isfinite(hit_distance)]
+    result.update(
+        samples=done,
+        thin_share=share,
+        thin_area_mm2_estimate=share * float(double_area[usable].sum()) / 2.0,
+        min_thickness_mm=float(measured.min()) if len(measured) else None,
+    )
+    if share > warn_share:
+        result["warning"] = (
+            f"About {share:.1%} of the surface has walls thinner than the minimum feature "
+            f"size of {min_feature_mm:g} mm (thinnest measured {measured.min():.2f} mm; "
+            f"estimated from {done} sampled faces). Such walls may not print or may "
+            "break: thicken them in the design software or check the printer's limits. "
+            "Overlapping parts also show up here."
+        )
+    result["duration_s"] = round(time.perf_counter() - started, 4)
+    return result
+
+
+class _RayCaster:
+    """First hit of short rays against a triangle soup, with hashed grids as broad phase.
+
+    Faces are grouped by radius (largest centroid-to-corner distance) in powers of two, each
+    group with its own grid of centroids. Along every ray, a group places points spaced at
+    most twice its radius, so any face of the group crossing the ray has its centroid within
+    ``search`` of a point; the 27 grid cells around the point give the candidates. The depth
+    is walked in segments: after a segment, rays already hit before its end stop (no later
+    face can be nearer). ``work`` counts grid look-ups and candidate pairs, for a budget.
+    """
+
+    MAX_SEGMENTS = 64
+    _OFFSET = 1 << 20  # cell indices are shifted by this, keys packed in 21 bits per axis
+    _NEIGHBOURS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1]), -1).reshape(-1, 3)
+
+    def __init__(self, tri, e1, e2, valid, depth: float, eps: float) -> None:
+        self.tri, self.e1, self.e2, self.depth, self.eps = tri, e1, e2, depth, eps
+        self.work = 0
+        centroids = tri.mean(axis=1)
+        self.centroids = centroids
+        offsets = tri - centroids[:, None, :]
+        radius = np.sqrt(np.einsum("ijk,ijk->ij", offsets, offsets).max(axis=1))
+        base = max(float(np.median(radius[valid])), 1e-9 * depth)
+        level = np.zeros(len(tri), dtype=np.int64)
+        larger = radius > base
+        level[larger] = np.ceil(np.log2(radius[larger] / base)).astype(np.int64)
+        level[~valid] = -1
+        # About four points of the finest group per segment, at most MAX_SEGMENTS segments.
+        self.segment = max(depth / self.MAX_SEGMENTS, min(depth, 8 * base))
+        self.origin = centroids.min(axis=0) - depth
+        extent = float((centroids.max(axis=0) + depth - self.origin).max())
+        self.levels = []
+        for k in np.unique(level[level >= 0]):
+            members = np.flatnonzero(level == k)
+            reach = base * 2.0**k
+            n_points = max(1, int(np.ceil(depth / (2 * reach))))
+            spacing = depth / n_points
+            search = reach + spacing / 2
+            # Cells may not be so small that indices overflow the packed key.
+            cell = max(search, extent / (self._OFFSET - 4))
+            keys = self._keys(np.floor((centroids[members] - self.origin) / cell).astype(np.int64))
+            order = np.argsort(keys, kind="stable")
+            self.levels.append((members[order], keys[order], cell, search, spacing, n_points))
+
+    def _keys(self, cells: np.ndarray) -> np.ndarray:
+        shifted = cells + self._OFFSET
+        return (shifted[..., 0] << 42) | (shifted[..., 1] << 21) | shifted[..., 2]
+
+    def first_hits(
+        self, origins: np.ndarray, directions: np.ndarray, own: np.ndarray
+    ) -> np.ndarray:
+        """Distance to the first face hit (excluding each ray's own face), inf if none."""
+        best = np.full(len(origins), np.inf)
+        active = np.arange(len(origins))
+        n_segments = int(np.ceil(self.depth / self.segment - 1e-9))
+        for j in range(n_segments):
+            if len(active) == 0:
+                break
+            seg_start, seg_end = j * self.segment, min((j + 1) * self.segment, self.depth)
+            last = j == n_segments - 1
+            for members, keys, cell, search, spacing, n_points in self.levels:
+                # Points whose covered stretch [i, i+1) * spacing starts in this segment.
+                first_i = int(np.ceil(seg_start / spacing - 1e-9))
+                stop_i = n_points if last else int(np.ceil(seg_end / spacing - 1e-9))
+                if stop_i <= first_i:
+                    continue
+                steps = spacing * (np.arange(first_i, min(stop_i, n_points)) + 0.5)
+                self._probe(
+                    origins, directions, own, active, steps, best, members, keys, cell, search
+                )
+            active = active[best[active] > seg_end]
+        return best
+
+    def _probe(self, origins, directions, own, active, steps, best, members, keys, cell, search):
+        """Candidates of one face group near points ``steps`` along the active rays."""
+        points = origins[active, None, :] + directions[active, None, :] * steps[:, None]
+        points = points.reshape(-1, 3)
+        ray_of_point = np.repeat(active, len(steps))
+        cells = np.floor((points - self.origin) / cell).astype(np.int64)
+        query = self._keys(cells[:, None, :] + self._NEIGHBOURS[None, :, :]).ravel()
+        first = np.searchsorted(keys, query, side="left")
+        count = np.searchsorted(keys, query, side="right") - first
+        total = int(count.sum())
+        self.work += len(query) + total
+        if total == 0:
+            return
+        point = np.repeat(np.arange(len(query)) // len(self._NEIGHBOURS), count)
+        run_start = np.repeat(np.cumsum(count) - count, count)
+        face = members[np.repeat(first, count) + np.arange(total) - run_start]
+        gap = self.centroids[face] - points[point]
+        near = np.einsum("ij,ij->i", gap, gap) <= search * search
+        ray = ray_of_point[point[near]]
+        face = face[near]
+        keep = face != own[ray]
+        ray, face = ray[keep], face[keep]
+        for lo in range(0, len(ray), _PAIR_CHUNK):
+            r = ray[lo : lo + _PAIR_CHUNK]
+            f = face[lo : lo + _PAIR_CHUNK]
+            t = _ray_triangle_distance(
+                origins[r], directions[r], self.tri[f, 0], self.e1[f], self.e2[f]
+            )
+            hit = (t > self.eps) & (t <= self.depth)
+            np.minimum.at(best, r[hit], t[hit])
+
+
+def _ray_triangle_distance(
+    origins: np.ndarray,
+    directions: np.ndarray,
+    corner: np.ndarray,
+    e1: np.ndarray,
+    e2: np.ndarray,
+) -> np.ndarray:
+    """Distance along each ray to its triangle (Moller-Trumbore); inf where it misses."""
+    p = np.cross(directions, e2)
+    det = np.einsum("ij,ij->i", e1, p)
+    ok = np.abs(det) > 1e-300
+    inv = np.zeros_like(det)
+    inv[ok] = 1.0 / det[ok]
+    s = origins - corner
+    u = np.einsum("ij,ij->i", s, p) * inv
+    q = np.cross(s, e1)
+    v = np.einsum("ij,ij->i", directions, q) * inv
+    t = np.einsum("ij,ij->i", e2, q) * inv
+    inside = ok & (u >= 0) & (v >= 0) & (u + v <= 1)
+    return np.where(inside, t, np.inf)

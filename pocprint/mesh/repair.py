@@ -1,40 +1,47 @@
 """Automatic mesh repair with a strict printability gate and a fidelity report.
 
 The repair runs MeshLab filters (pymeshlab) on a copy while the original stays in numpy, never
-handed to a filter; manifold3d then acts as the gate (it never repairs). The fidelity report says what the repair did to the clinician's surface in three
-separate figures, because one Hausdorff number hides the difference between a harmless removed
-speck and a 20 mm invented cap: (1) how far the kept surface moved, (2) how much surface was
-invented to close holes, (3) how much was removed. Any failed gate or exceeded threshold gives
+handed to a filter; manifold3d then acts as the gate (it never repairs). The fidelity report
+says what the repair did to the clinician's surface in three separate figures, because one
+Hausdorff number hides the difference between a harmless removed speck and a 20 mm invented
+cap: (1) how far the kept surface moved, (2) how much surface was invented to close holes,
+(3) how much was removed. Any failed gate or exceeded threshold gives
 ``needs_attention`` with the reason and the number; a mesh is never passed silently.
+
+Self-intersections (before and after), thin walls and an implausible overall size are reported
+as ``warnings``: the technician must see them, but they never change the verdict.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 
 import manifold3d
 import numpy as np
 import pymeshlab
 import trimesh
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from pocprint.mesh.analyse import (
     MeshAnalysis,
     analyse_welded,
+    boundary_loops,
+    count_self_intersections,
     edge_table,
     face_areas,
     face_components,
     face_keys,
     group_identical_rows,
     isin_sorted,
+    thin_walls,
     weld_exact,
 )
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
+from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
+from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
 
@@ -42,17 +49,6 @@ __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
 ROUNDS = 2
 # Largest patches/removed regions listed individually in the report (largest first).
 _DETAIL_LIMIT = 10
-
-
-@dataclass(frozen=True)
-class RepairSettings:
-    """Repair limits; lengths in mm (the mesh must already be in mm)."""
-
-    max_hole_edges: int = 100  # holes with more boundary edges stay open (a human decides)
-    min_component_faces: int = 25  # smaller loose shells are scan noise and are removed
-    max_kept_surface_deviation_mm: float = 0.1
-    max_invented_patch_diameter_mm: float = 10.0
-    max_removed_diameter_mm: float = 5.0
 
 
 @dataclass
@@ -70,12 +66,14 @@ class RepairResult:
     duration_s: dict[str, float]
     gate: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # shown, never change the verdict
 
     def report(self) -> dict:
         """JSON-ready record of the repair (everything except the mesh itself)."""
         return {
             "verdict": self.verdict,
             "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "gate": dict(self.gate),
@@ -99,7 +97,11 @@ def library_versions() -> dict[str, str]:
 
 
 def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> RepairResult:
-    """Repair a mesh (in mm), gate it for printability and measure what the repair changed."""
+    """Repair a mesh (in mm), gate it for printability and measure what the repair changed.
+
+    ``settings`` None uses the built-in defaults, which equal ``[default]`` of
+    ``config/repair.toml``; pass ``load_repair_settings(device_type)`` for a device type.
+    """
     settings = settings or RepairSettings()
     clock = time.perf_counter
     t0 = clock()
@@ -108,7 +110,10 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
     before = analyse_welded(v0, f0)
     t1 = clock()
+    before = replace(before, self_intersecting_faces=count_self_intersections(v0, f0))
+    t_si0 = clock() - t1
 
+    t1 = clock()
     steps: list[dict] = []
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
@@ -132,6 +137,17 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     t4 = clock()
     fidelity = _fidelity(v0, f0, v1, f1)
     t5 = clock()
+    after = replace(after, self_intersecting_faces=count_self_intersections(v1, f1))
+    t6 = clock()
+    walls = thin_walls(
+        v1,
+        f1,
+        settings.min_feature_mm,
+        max_samples=settings.thin_wall_samples,
+        warn_share=settings.thin_wall_warn_share,
+    )
+    after = replace(after, thin_walls=walls)
+    t7 = clock()
 
     reasons = _gate_reasons(gate, after, settings) + _fidelity_reasons(fidelity, settings)
     return RepairResult(
@@ -144,15 +160,39 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         library_versions=library_versions(),
         fidelity=fidelity,
         duration_s={
-            "analysis": round((t1 - t0) + (t3 - t2), 4),
+            "analysis": round((t1 - t0) + (t3 - t2) + (t7 - t5), 4),
             "repair": round(t2 - t1, 4),
             "gate": round(t4 - t3, 4),
             "fidelity": round(t5 - t4, 4),
-            "total": round(t5 - t0, 4),
+            "self_intersections": round(t_si0 + (t6 - t5), 4),
+            "thin_walls": round(t7 - t6, 4),
+            "total": round(t7 - t0, 4),
         },
         gate=gate,
         settings=asdict(settings),
+        warnings=_warnings(before, after),
     )
+
+
+def _warnings(before: MeshAnalysis, after: MeshAnalysis) -> list[str]:
+    """Findings the technician must see that do not decide printability on their own."""
+    out = []
+    if after.self_intersecting_faces:
+        out.append(
+            f"{after.self_intersecting_faces} faces intersect other faces after repair "
+            f"(before: {before.self_intersecting_faces}). Slicers may fill or drop these "
+            "regions unpredictably: check the sliced layers, or merge overlapping parts in "
+            "the design software."
+        )
+    if after.thin_walls and after.thin_walls.get("warning"):
+        out.append(after.thin_walls["warning"])
+    if after.triangles and size_score(max(after.extents)) == 0.0:
+        lo, hi = PLAUSIBLE_MM
+        out.append(
+            f"The model is {max(after.extents):.4g} mm across, outside the plausible "
+            f"{lo:g}-{hi:g} mm for a printed model: check that it was scaled to millimetres."
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- repair steps
@@ -331,23 +371,6 @@ def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
 # ----------------------------------------------------------------------------- gate
 
 
-def _open_borders(faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> list[int]:
-    """Edge count of each open border (hole or open rim), largest first."""
-    edge_id, counts = edges
-    on_border = counts[edge_id] == 1
-    if not on_border.any():
-        return []
-    pairs = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2)[on_border]
-    nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
-    inverse = inverse.reshape(-1, 2)
-    graph = coo_matrix(
-        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
-        shape=(len(nodes), len(nodes)),
-    )
-    _, labels = connected_components(graph, directed=False)
-    return sorted(np.bincount(labels[inverse[:, 0]]).tolist(), reverse=True)
-
-
 def _gate(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -369,7 +392,7 @@ def _gate(
         manifold_volume = None if empty else float(solid.volume())
     else:
         status, empty, manifold_volume = ("NoFaces" if finite else "NonFiniteVertex"), True, None
-    borders = _open_borders(faces, edges) if len(faces) else []
+    borders = boundary_loops(faces, edges) if len(faces) else []
     gate = {
         "finite_coordinates": finite,
         "manifold3d_status": status,
@@ -379,7 +402,8 @@ def _gate(
         "winding_consistent": after.winding_consistent,
         "open_borders": len(borders),
         "largest_open_border_edges": borders[0] if borders else 0,
-        "two_manifold": after.watertight and nm_vertices == 0,
+        # Both counts must be 0: MeshLab's and pocprint's own (they agree on the corpus).
+        "two_manifold": after.watertight and nm_vertices == 0 and after.non_manifold_vertices == 0,
         "non_manifold_vertices": nm_vertices,  # None: not counted (already not watertight)
         "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
     }
@@ -410,8 +434,11 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
         )
     if after.non_manifold_edges:
         reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
-    if gate["non_manifold_vertices"]:  # None or 0: nothing to report
-        reasons.append(f"{gate['non_manifold_vertices']} non-manifold vertices remain.")
+    pinched = max(gate["non_manifold_vertices"] or 0, after.non_manifold_vertices)
+    if pinched:
+        reasons.append(
+            f"{pinched} non-manifold vertices remain (separate surfaces touch in one point)."
+        )
     if after.watertight and not after.winding_consistent:
         reasons.append("Neighbouring faces still point in opposite directions (winding).")
     if gate["manifold3d_status"] != "NoError" or gate["manifold3d_empty"]:

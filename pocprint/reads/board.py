@@ -131,7 +131,7 @@ def intake(session: Session) -> list[dict]:
     rows = session.exec(
         select(Part, Case)
         .join(Case, Case.id == Part.case_id)
-        .where(Part.state.in_(["queued", "processing", "processed", "rejected"]))
+        .where(Part.state.in_(["queued", "processing", "awaiting_units", "processed", "rejected"]))
         .order_by(Case.needed_by, Part.id)
     ).all()
     return [
@@ -140,6 +140,7 @@ def intake(session: Session) -> list[dict]:
             "label": p.label,
             "state": p.state,
             "verdict": p.verdict,
+            "accepted": p.accepted_by is not None,
             "error": p.error,
             "case_id": c.id,
             "case_code": c.code,

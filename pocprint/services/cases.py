@@ -139,9 +139,10 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
             raise WrongState(
                 f"part is {part.state}; only an analysed, repaired part can be approved"
             )
-        if part.verdict != Verdict.REPAIRED or not part.repaired_sha256:
+        accepted = part.verdict == Verdict.NEEDS_ATTENTION and part.accepted_by is not None
+        if not (part.verdict == Verdict.REPAIRED or accepted) or not part.repaired_sha256:
             raise NotApproved(
-                "the repair needs attention: "
+                "the repair needs attention and no technician has accepted it: "
                 + "; ".join((part.repair_report or {}).get("reasons", []) or ["no repaired mesh"])
             )
         signer = reauthenticate(session, actor, password)

@@ -1,4 +1,5 @@
-"""Worker step: analyse and repair uploaded meshes (never inside a web request)."""
+"""Worker step: read, scale to millimetres, analyse and repair uploaded meshes (never inside a
+web request). A file whose unit is not clear-cut waits for a technician to confirm it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from pocprint.domain.states import PartState, Verdict
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import load_mesh
 from pocprint.mesh.repair import repair, save_mesh
+from pocprint.mesh.settings import load_repair_settings
+from pocprint.mesh.units import UNIT_TO_MM, declared_unit_from_header, guess_units
 from pocprint.services import audit
 from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
 from pocprint.services.steps import claim
 from pocprint.store.db import read_session, unit_of_work
-from pocprint.store.models import Part, utcnow
+from pocprint.store.models import Case, Part, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,13 @@ def process_waiting_parts(lab: Lab) -> int:
         ids = session.exec(
             select(Part.id).where(Part.state == PartState.QUEUED).order_by(Part.id)
         ).all()
-    done = 0
-    for part_id in ids:
-        if process_part(lab, part_id):
-            done += 1
-    return done
+    return sum(1 for part_id in ids if process_part(lab, part_id))
+
+
+def _declared_unit(source: Path, fmt: str) -> str | None:
+    if fmt == "3mf":
+        return "mm"  # the 3MF reader applies the file's own `unit` attribute
+    return declared_unit_from_header(source, fmt)
 
 
 def process_part(lab: Lab, part_id: int) -> bool:
@@ -48,13 +53,24 @@ def process_part(lab: Lab, part_id: int) -> bool:
             attempts=part.attempts + 1,
         ):
             return False
-        source, fmt = lab.blobs.path(part.source_sha256), part.fmt
+        source, fmt, units = lab.blobs.path(part.source_sha256), part.fmt, part.units
+        device_type = session.get(Case, part.case_id).device_type
     log.info("part %s: analysis and repair started", part_id)
     try:
         started = time.perf_counter()
         mesh = load_mesh(source, fmt)
         loaded = time.perf_counter()
-        result = repair(mesh)
+        if units is None:
+            volume = float(mesh.volume) if mesh.is_volume else None
+            guess = guess_units(tuple(mesh.extents), volume, _declared_unit(source, fmt))
+            if not guess.clear:
+                _await_units(lab, part_id, guess)
+                return True
+            units = guess.proposed
+            _record_units(lab, part_id, units, guess)
+        if UNIT_TO_MM[units] != 1.0:
+            mesh.apply_scale(UNIT_TO_MM[units])
+        result = repair(mesh, load_repair_settings(device_type))
         repaired = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
             out = Path(tmp) / f"part-{part_id}.stl"
@@ -69,6 +85,7 @@ def process_part(lab: Lab, part_id: int) -> bool:
         _finish_rejected(lab, part_id, f"analysis failed: {type(exc).__name__}: {exc}")
         return True
     report = result.report()
+    report["units"] = {"unit": units, "scale_to_mm": UNIT_TO_MM[units]}
     report["service_timings_s"] = {
         "read": round(loaded - started, 4),
         "analyse_and_repair": round(repaired - loaded, 4),
@@ -94,11 +111,56 @@ def process_part(lab: Lab, part_id: int) -> bool:
                 "state": PartState.PROCESSED,
                 "verdict": result.verdict,
                 "repaired_sha256": repaired_sha,
+                "units": units,
                 "reasons": result.reasons,
             },
         )
     lab.wake("board")
     return True
+
+
+def _guess_dict(guess) -> dict:
+    return {
+        "proposed": guess.proposed,
+        "scale_to_mm": guess.scale_to_mm,
+        "clear": guess.clear,
+        "reasons": list(guess.reasons),
+        "candidates": guess.candidates,
+    }
+
+
+def _record_units(lab: Lab, part_id: int, units: str, guess) -> None:
+    """A clear-cut unit is applied at once and recorded with the evidence for it."""
+    with unit_of_work(lab.engine) as session:
+        part = session.get(Part, part_id)
+        part.units, part.scale_to_mm = units, UNIT_TO_MM[units]
+        part.units_guess = _guess_dict(guess)
+        audit.record(
+            session,
+            SYSTEM,
+            "part.units_detected",
+            "part",
+            part_id,
+            after={"units": units, "scale_to_mm": part.scale_to_mm},
+            reason="; ".join(guess.reasons),
+        )
+
+
+def _await_units(lab: Lab, part_id: int, guess) -> None:
+    with unit_of_work(lab.engine) as session:
+        part = session.get(Part, part_id)
+        part.state = PartState.AWAITING_UNITS
+        part.units_guess = _guess_dict(guess)
+        audit.record(
+            session,
+            SYSTEM,
+            "part.units_unclear",
+            "part",
+            part_id,
+            before={"state": PartState.PROCESSING},
+            after={"state": PartState.AWAITING_UNITS, "proposed": guess.proposed},
+            reason="; ".join(guess.reasons),
+        )
 
 
 def _finish_rejected(lab: Lab, part_id: int, message: str) -> None:

@@ -68,6 +68,16 @@ class Part(SQLModel, table=True):
     analysis_after: dict | None = _json()
     repair_report: dict | None = _json()
     attempts: int = 0
+    # Units: STL/OBJ/PLY carry none. The guess is kept; the unit used and who chose it too
+    # (units_decided_by is empty when the guess was clear-cut and applied automatically).
+    units: str | None = Field(default=None, max_length=8)
+    scale_to_mm: float | None = None
+    units_guess: dict | None = _json()
+    units_decided_by: int | None = Field(default=None, foreign_key="user_account.id")
+    # A needs-attention repair may be used only when a technician accepts it with a reason.
+    accepted_by: int | None = Field(default=None, foreign_key="user_account.id")
+    accepted_reason: str | None = Field(default=None, max_length=2000)
+    accepted_at: datetime | None = None
     uploaded_by: int = Field(foreign_key="user_account.id")
     uploaded_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None

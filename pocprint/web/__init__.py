@@ -54,13 +54,14 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         actor = load_actor(lab, int(user_id))
         return WebUser(actor) if actor else None
 
-    from pocprint.web import admin, api, auth, board, cases, devices, filters
+    from pocprint.web import admin, api, auth, board, cases, devices, filters, parts
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(board.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(parts.bp)
     api.init_api(app, csrf)
     _register_errors(app)
     filters.register(app)

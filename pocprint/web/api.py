@@ -17,6 +17,7 @@ from pocprint.reads.cases import case_list
 from pocprint.reads.records import device_record
 from pocprint.services import cases as case_service
 from pocprint.services import dispatch, jobs
+from pocprint.services import parts as part_service
 from pocprint.services.users import actor_from_token
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob, Case, Part
@@ -120,6 +121,22 @@ def approve_part(body, part_id: int):
     with read_session(lab().engine) as session:
         job = _get(session, BuildJob, job_id)
         return {"job_id": job.id, "serial": job.serial}
+
+
+@bp.post("/parts/<int:part_id>/units")
+@bp.arguments(s.UnitsIn)
+@bp.response(204)
+def confirm_units(body, part_id: int):
+    """State the unit of a file whose unit was not clear-cut; analysis and repair resume."""
+    part_service.confirm_units(lab(), g.actor, part_id, body["units"])
+
+
+@bp.post("/parts/<int:part_id>/acceptance")
+@bp.arguments(s.ReasonIn)
+@bp.response(204)
+def accept_repair(body, part_id: int):
+    """Accept a repair that needs attention, with the reason (recorded and attributed)."""
+    part_service.accept_repair(lab(), g.actor, part_id, body["reason"])
 
 
 @bp.get("/queue")

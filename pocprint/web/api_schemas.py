@@ -38,6 +38,11 @@ class PartOut(ma.Schema):
     source_sha256 = ma.fields.String()
     source_bytes = ma.fields.Integer()
     repaired_sha256 = ma.fields.String(allow_none=True)
+    units = ma.fields.String(allow_none=True)
+    scale_to_mm = ma.fields.Float(allow_none=True)
+    units_guess = ma.fields.Dict(allow_none=True)
+    accepted_reason = ma.fields.String(allow_none=True)
+    accepted_at = ma.fields.DateTime(allow_none=True)
     analysis_before = ma.fields.Dict(allow_none=True)
     analysis_after = ma.fields.Dict(allow_none=True)
     repair_report = ma.fields.Dict(allow_none=True)
@@ -115,6 +120,10 @@ class ApprovalIn(ma.Schema):
 class ApprovalOut(ma.Schema):
     job_id = ma.fields.Integer()
     serial = ma.fields.String()
+
+
+class UnitsIn(ma.Schema):
+    units = ma.fields.String(required=True, validate=validate.OneOf(["mm", "cm", "m", "in"]))
 
 
 class ReasonIn(ma.Schema):

@@ -10,6 +10,7 @@ from pocprint.domain.cases import DeviceType
 from pocprint.domain.roles import Permission
 from pocprint.reads.cases import case_detail, case_list
 from pocprint.services import cases as case_service
+from pocprint.services import parts as part_service
 from pocprint.services.errors import Invalid
 from pocprint.store.db import read_session
 from pocprint.web.auth import actor, lab, requires
@@ -79,4 +80,20 @@ def approve(part_id: int):
         lab(), actor(), part_id, request.form.get("password", ""), request.form.get("comment", "")
     )
     flash("Design approved and signed. The job is queued for slicing.", "ok")
+    return redirect(request.referrer or url_for("board.index"), 303)
+
+
+@bp.route("/parts/<int:part_id>/units", methods=["POST"])
+@requires(Permission.CONFIRM_UNITS)
+def confirm_units(part_id: int):
+    part_service.confirm_units(lab(), actor(), part_id, request.form.get("units", ""))
+    flash("Unit confirmed. Analysis and repair are running.", "ok")
+    return redirect(request.referrer or url_for("board.index"), 303)
+
+
+@bp.route("/parts/<int:part_id>/accept", methods=["POST"])
+@requires(Permission.ACCEPT_REPAIR)
+def accept_repair(part_id: int):
+    part_service.accept_repair(lab(), actor(), part_id, request.form.get("reason", ""))
+    flash("Repair accepted with your reason. It can now be approved.", "ok")
     return redirect(request.referrer or url_for("board.index"), 303)
