@@ -13,7 +13,7 @@ BENCH_SYSTEM_PACKAGES := admesh
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test bench lint format system-deps test-system-deps bench-system-deps clean-demo
+.PHONY: run test bench bench-spine bench-mesh lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
@@ -23,8 +23,13 @@ test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps bench-system-deps
+bench: bench-spine bench-mesh
+
+bench-spine: $(VENV)/.installed system-deps
 	$(PY) -m bench.spine
+
+bench-mesh: $(VENV)/.installed system-deps bench-system-deps
+	$(PY) -m bench.mesh
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

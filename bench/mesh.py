@@ -545,11 +545,16 @@ def _wait_for_pocprint_import() -> None:
     raise SystemExit("pocprint.mesh does not import; giving up")
 
 
+# A tool that reads or writes another unit scales the whole model by one of these.
+_UNIT_FACTORS = (25.4, 1 / 25.4, 10.0, 0.1, 1000.0, 0.001, 304.8, 1 / 304.8)
+
+
 def _retention(record: dict, tool: str, reference: dict | None) -> dict | None:
     """Output against input: surface area and size kept (informational, not part of the check).
 
     pocprint's output is divided by the unit scale it applied, so mm outputs compare with
-    file-unit inputs; a diagonal ratio far from 1 otherwise means a tool changed the unit.
+    file-unit inputs; a size ratio equal to a unit factor (e.g. 1/25.4) means the tool read
+    the file in another unit, and the area ratio is corrected for it.
     """
     check = record["check"]
     if not reference or "area" not in check or not reference.get("area"):
@@ -559,14 +564,16 @@ def _retention(record: dict, tool: str, reference: dict | None) -> dict | None:
         scale = float((record["worker"].get("units") or {}).get("applied_scale") or 1.0)
     area_ratio = check["area"] / scale**2 / reference["area"]
     diag_ratio = check["bbox_diagonal"] / scale / reference["bbox_diagonal"]
+    unit = next((u for u in _UNIT_FACTORS if abs(diag_ratio / u - 1.0) < 0.01), 1.0)
     return {
         "area_ratio": round(area_ratio, 4),
         "bbox_diagonal_ratio": round(diag_ratio, 4),
+        "unit_factor": unit,
+        "area_ratio_unit_corrected": round(area_ratio / unit**2, 4),
         "shells_in": reference["shells"],
         "shells_out": check["shells"],
         "triangles_in": reference["triangles"],
         "triangles_out": check["triangles"],
-        "unit_changed": not 0.5 < diag_ratio < 2.0,
     }
 
 
@@ -643,8 +650,7 @@ def summarise(files: list[dict]) -> dict:
                 for f in subset
                 if f["tools"][tool]["check"]["passes"]
                 and (ret := f["tools"][tool]["retention"])
-                and not ret["unit_changed"]
-                and ret["area_ratio"] < 0.95
+                and ret["area_ratio_unit_corrected"] < 0.95
             )
             entry[label]["passes_inside_out"] = sorted(
                 f["file"]

@@ -476,7 +476,7 @@ def thin_walls(
     depth = THIN_WALL_DEPTH_FACTOR * min_feature_mm
     result = {
         "min_feature_mm": min_feature_mm,
-        "search_depth_mm": depth,
+        "search_depth_mm": round(depth, 6),
         "method": "inward ray from face centroids along the negative face normal",
         "samples": 0,
         "sampling": "none",

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from pocprint.mesh.analyse import MeshAnalysis, analyse
+from pocprint.mesh.analyse import MeshAnalysis, analyse, edge_table, signed_volume, weld_exact
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh
 from pocprint.mesh.settings import device_types, load_repair_settings
@@ -169,11 +169,12 @@ def _repair(args: argparse.Namespace) -> int:
             for unit, c in guess["candidates"].items()
             if c["plausible"]
         )
+        details = "".join(f"\n  - {reason}" for reason in guess["reasons"])
         return _fail(
             EXIT_UNITS_UNCLEAR,
-            f"{source}: the unit is not clear-cut ({'; '.join(guess['reasons'])}). "
-            f"Plausible readings: {options or 'none'}. Nothing was written. "
-            "Pass --units mm|cm|m|in after checking the model's real size.",
+            f"{source}: the unit is not clear-cut; nothing was written. Plausible readings: "
+            f"{options or 'none'}. Check the model's real size and pass --units mm|cm|m|in."
+            f"{details}",
         )
     if units["scale_to_mm"] != 1.0:
         mesh = _scaled(mesh, units["scale_to_mm"])
@@ -234,11 +235,13 @@ def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: 
     """
     lo, hi = np.asarray(mesh.vertices).min(axis=0), np.asarray(mesh.vertices).max(axis=0)
     extents = [float(x) for x in hi - lo]
+    volume = _closed_volume(mesh)
     if fmt == "3mf":
         file_unit = declared or "mm"
         factor = DECLARED_UNIT_TO_MM[file_unit]
         file_extents = [x / factor for x in extents]
-        guess = guess_units(file_extents, None, file_unit)
+        file_volume = None if volume is None else volume / factor**3
+        guess = guess_units(file_extents, file_volume, file_unit)
         if given is None or given == file_unit:
             return {
                 "unit": file_unit,
@@ -252,7 +255,7 @@ def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: 
             "source": f"--units {given}, replacing the 3MF's declared {UNIT_NAMES[file_unit]}",
             "guess": guess.to_dict(),
         }
-    guess: UnitGuess = guess_units(extents, None, declared)
+    guess: UnitGuess = guess_units(extents, volume, declared)
     if given is not None:
         source = f"--units {given}"
         if guess.clear and guess.proposed != given:
@@ -271,6 +274,15 @@ def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: 
             "guess": guess.to_dict(),
         }
     return {"unit": None, "scale_to_mm": None, "source": "unclear", "guess": guess.to_dict()}
+
+
+def _closed_volume(mesh: trimesh.Trimesh) -> float | None:
+    """Enclosed volume in file units cubed when the (welded) surface is closed, else None."""
+    vertices, faces = weld_exact(mesh.vertices, mesh.faces)
+    if len(faces) == 0:
+        return None
+    _, counts = edge_table(faces, len(vertices))
+    return signed_volume(vertices, faces) if bool((counts == 2).all()) else None
 
 
 def _scaled(mesh: trimesh.Trimesh, factor: float) -> trimesh.Trimesh:
