@@ -295,3 +295,19 @@ def test_printer_without_its_api_key_shows_the_reason_instead_of_failing(lab):
         printer = s.exec(select(Printer)).one()
     assert printer.state == "error"
     assert "API key" in printer.error and "bench-offline.key" in printer.error
+
+
+def test_several_named_parts_per_case(lab, people, tmp_path):
+    case_id = new_case(lab, people["tech"])
+    bone = case_service.upload_part(
+        lab, people["tech"], case_id, "a.stl", cube_stl(tmp_path / "a.stl", 30), "bone"
+    )
+    tumour = case_service.upload_part(
+        lab, people["tech"], case_id, "b.stl", cube_stl(tmp_path / "b.stl", 12), "tumour"
+    )
+    unnamed = case_service.upload_part(
+        lab, people["tech"], case_id, "c.stl", cube_stl(tmp_path / "c.stl", 8)
+    )
+    with read_session(lab.engine) as s:
+        labels = [s.get(Part, i).label for i in (bone, tumour, unnamed)]
+    assert labels == ["bone", "tumour", "Part 3"]

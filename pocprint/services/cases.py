@@ -65,7 +65,9 @@ def create_case(
         return case.id
 
 
-def upload_part(lab: Lab, actor: Actor, case_id: int, filename: str, upload_path: Path) -> int:
+def upload_part(
+    lab: Lab, actor: Actor, case_id: int, filename: str, upload_path: Path, label: str = ""
+) -> int:
     """Validate the uploaded file, store it once by SHA-256 and queue it for analysis.
 
     Only the extension of the client's file name is used: names often carry patient identity.
@@ -85,7 +87,7 @@ def upload_part(lab: Lab, actor: Actor, case_id: int, filename: str, upload_path
         count = len(session.exec(select(Part.id).where(Part.case_id == case_id)).all())
         part = Part(
             case_id=case_id,
-            label=f"Part {count + 1}",
+            label=(label or "").strip()[:100] or f"Part {count + 1}",
             fmt=fmt,
             source_sha256=sha,
             source_bytes=size,
@@ -100,7 +102,13 @@ def upload_part(lab: Lab, actor: Actor, case_id: int, filename: str, upload_path
             "part.uploaded",
             "part",
             part.id,
-            after={"case": case.code, "format": fmt, "sha256": sha, "bytes": size},
+            after={
+                "case": case.code,
+                "label": part.label,
+                "format": fmt,
+                "sha256": sha,
+                "bytes": size,
+            },
         )
         part_id = part.id
     lab.wake("mesh")

@@ -97,10 +97,15 @@ def get_case(case_id: int):
 @bp.arguments(s.MeshUpload, location="files")
 @bp.response(201, s.PartOut)
 def upload_part(files, case_id: int):
-    """Upload a mesh (STL, OBJ, PLY or 3MF); it is validated, stored and queued for repair."""
+    """Upload a mesh (STL, OBJ, PLY or 3MF); it is validated, stored and queued for repair.
+
+    One upload per anatomical part (e.g. "bone", "tumour"); `label` names it.
+    """
     mesh = request.files.get("mesh")
     with received(mesh, lab().settings.work_dir) as path:
-        part_id = case_service.upload_part(lab(), g.actor, case_id, mesh.filename, path)
+        part_id = case_service.upload_part(
+            lab(), g.actor, case_id, mesh.filename, path, request.form.get("label", "")
+        )
     with read_session(lab().engine) as session:
         return _get(session, Part, part_id)
 

@@ -108,6 +108,7 @@ class PrinterOut(ma.Schema):
 
 class MeshUpload(ma.Schema):
     mesh = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    label = ma.fields.String(load_default="", metadata={"description": "part name, e.g. tumour"})
 
 
 class ApprovalIn(ma.Schema):

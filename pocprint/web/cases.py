@@ -68,7 +68,14 @@ def detail(case_id: int):
 @requires(Permission.UPLOAD_MESH)
 def upload(case_id: int):
     with received(request.files.get("mesh"), lab().settings.work_dir) as path:
-        case_service.upload_part(lab(), actor(), case_id, request.files["mesh"].filename, path)
+        case_service.upload_part(
+            lab(),
+            actor(),
+            case_id,
+            request.files["mesh"].filename,
+            path,
+            request.form.get("label", ""),
+        )
     flash("Mesh stored. Analysis and repair are running.", "ok")
     return redirect(url_for("cases.detail", case_id=case_id), 303)
 
