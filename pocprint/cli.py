@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from pocprint.config import Settings, load_settings
 from pocprint.domain.roles import Role, parse_roles
+from pocprint.mesh.cli import add_mesh_commands, run_mesh_command
 
 log = logging.getLogger("pocprint")
 
@@ -177,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--label", default="")
     printers = sub.add_parser("printers", help="printer definitions")
     printers.add_argument("printers_command", choices=["check"])
+    add_mesh_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "mesh":  # offline tool: no database, data directory or secrets
+        return run_mesh_command(args)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

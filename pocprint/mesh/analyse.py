@@ -463,9 +463,9 @@ def thin_walls(
     trimesh's ray intersector needs rtree or embree, neither of which is a dependency here,
     so the cast is done in numpy: candidate faces come from a hashed grid of face centroids
     (one per face-size class), Moller-Trumbore tests them. Rays are processed in random
-    batches under a budget of candidate pairs, so a pathological mesh (e.g. a part still in
-    inches, smaller than the minimum feature) uses fewer samples instead of minutes;
-    ``samples`` says how many were used.
+    batches under a work budget (grid look-ups plus candidate pairs), so a pathological mesh
+    (e.g. a part still in inches, smaller than the minimum feature) uses fewer samples
+    instead of minutes; ``samples`` and ``sampling`` say how many were used.
     """
     started = time.perf_counter()
     min_feature_mm = float(min_feature_mm)

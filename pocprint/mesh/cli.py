@@ -98,6 +98,8 @@ def _inspect(args: argparse.Namespace) -> int:
         fmt, declared, mesh = _read(args.file)
     except MeshError as exc:
         return _fail(EXIT_UNREADABLE, f"{args.file}: {exc}")
+    except OSError as exc:
+        return _fail(EXIT_UNREADABLE, f"cannot read {args.file}: {exc}")
     units = _decide_units(fmt, declared, mesh, args.units)
     lengths_in = "mm" if units["scale_to_mm"] is not None else "file units"
     if units["scale_to_mm"] is not None and units["scale_to_mm"] != 1.0:
@@ -161,6 +163,8 @@ def _repair(args: argparse.Namespace) -> int:
         fmt, declared, mesh = _read(source)
     except MeshError as exc:
         return _fail(EXIT_UNREADABLE, f"{source}: {exc}")
+    except OSError as exc:
+        return _fail(EXIT_UNREADABLE, f"cannot read {source}: {exc}")
     units = _decide_units(fmt, declared, mesh, args.units)
     if units["scale_to_mm"] is None:
         guess = units["guess"]
@@ -215,16 +219,11 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _read(path: Path) -> tuple[str, str | None, trimesh.Trimesh]:
-    """(format, declared unit, mesh); every failure to read is a MeshError."""
+    """(format, declared unit, mesh); a bad file raises MeshError, a missing one OSError."""
     fmt = detect_format(path.name)
     if not path.is_file():
-        raise MeshError("empty", "The file does not exist or is not a regular file.")
-    try:
-        declared = declared_unit_from_header(path, fmt)
-        mesh = load_mesh(path, fmt)
-    except OSError as exc:
-        raise MeshError("empty", f"The file cannot be read ({exc.strerror or exc}).") from exc
-    return fmt, declared, mesh
+        raise FileNotFoundError("no such file, or not a regular file")
+    return fmt, declared_unit_from_header(path, fmt), load_mesh(path, fmt)
 
 
 def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: str | None):
