@@ -71,6 +71,22 @@ def device_record(session: Session, serial: str) -> dict | None:
             "before": part.analysis_before,
             "after": part.analysis_after,
             "report": part.repair_report,
+            "units": {
+                "unit": part.units,
+                "scale_to_mm": part.scale_to_mm,
+                "confirmed_by": who(part.units_decided_by),
+                "guess": part.units_guess,
+            },
+            "acceptance": (
+                {
+                    "accepted_by": who(part.accepted_by),
+                    "reason": part.accepted_reason,
+                    "accepted_at": part.accepted_at,
+                }
+                if part.accepted_by
+                else None
+            ),
+            "label": part.label,
             "uploaded_by": who(part.uploaded_by),
             "uploaded_at": part.uploaded_at,
             "processed_at": part.processed_at,
