@@ -13,6 +13,7 @@ automatically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
@@ -187,6 +188,8 @@ def _send(lab: Lab, job_id: int, printer_name: str) -> bool:
                     "the file re-downloaded from the printer differs from the approved G-code"
                 )
     except ConnectorError as exc:
+        with contextlib.suppress(ConnectorError):  # never leave an unverified file behind
+            connector.delete(remote)
         _back_to_queue(lab, job_id, printer_name, f"upload to {printer_name} failed: {exc}")
         return False
     verified = {"sha1": remote_file.sha1, "size": remote_file.size, "redownload_sha256": gcode_sha}

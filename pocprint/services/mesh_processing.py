@@ -61,8 +61,8 @@ def process_part(lab: Lab, part_id: int) -> bool:
         mesh = load_mesh(source, fmt)
         loaded = time.perf_counter()
         if units is None:
-            volume = float(mesh.volume) if mesh.is_volume else None
-            guess = guess_units(tuple(mesh.extents), volume, _declared_unit(source, fmt))
+            # Size decides; the volume is only shown, and trimesh's is_volume costs seconds.
+            guess = guess_units(tuple(mesh.extents), None, _declared_unit(source, fmt))
             if not guess.clear:
                 _await_units(lab, part_id, guess)
                 return True
