@@ -284,22 +284,50 @@ def analyse_welded(
 ) -> MeshAnalysis:
     """``analyse`` for arrays already welded by ``weld_exact``; ``edges`` from ``edge_table``
     may be passed when the caller has it (it is the costly part on large meshes)."""
+    return analyse_welded_details(
+        vertices, faces, edges, self_intersections=self_intersections, min_feature_mm=min_feature_mm
+    )[0]
+
+
+def analyse_welded_details(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    self_intersections: bool = False,
+    min_feature_mm: float | None = None,
+) -> tuple[MeshAnalysis, dict]:
+    """``analyse_welded`` plus the intermediate arrays, so a caller (the repair) can reuse
+    them instead of computing them again: ``edges`` (``edge_table``), ``shell_labels`` (shell
+    of each face, shells joined across manifold edges only) and ``shell_faces`` (face count
+    per shell)."""
     if len(faces) == 0:
         zero = (0.0, 0.0, 0.0)
-        return MeshAnalysis(0, 0, 0, 0, 0, False, True, None, 0.0, zero, zero, zero, 0, 0)
+        empty = MeshAnalysis(0, 0, 0, 0, 0, False, True, None, 0.0, zero, zero, zero, 0, 0)
+        none = np.zeros(0, dtype=np.int64)
+        return empty, {
+            "edges": (none.reshape(0, 3), none),
+            "shell_labels": none,
+            "shell_faces": none,
+        }
     areas = face_areas(vertices, faces)
     degenerate = int(degenerate_mask(vertices, faces, areas).sum())
     edge_id, counts = edges if edges is not None else edge_table(faces, len(vertices))
     boundary = int((counts == 1).sum())
     non_manifold = int((counts > 2).sum())
     watertight = boundary == 0 and non_manifold == 0
-    shells, _ = face_components(edge_id, counts)
+    shells, shell_labels = face_components(edge_id, counts)
     unique_faces = len(unique_inverse(face_keys(faces, len(vertices)))[1])
     loops = boundary_loops(faces, (edge_id, counts)) if boundary else []
     volume = signed_volume(vertices, faces) if watertight else None
     lo = vertices.min(axis=0)
     hi = vertices.max(axis=0)
-    return MeshAnalysis(
+    details = {
+        "edges": (edge_id, counts),
+        "shell_labels": shell_labels,
+        "shell_faces": np.bincount(shell_labels, minlength=shells),
+    }
+    analysis = MeshAnalysis(
         triangles=len(faces),
         vertices=len(vertices),
         shells=int(shells),
@@ -327,6 +355,7 @@ def analyse_welded(
             thin_walls(vertices, faces, min_feature_mm) if min_feature_mm is not None else None
         ),
     )
+    return analysis, details
 
 
 def non_manifold_vertex_mask(
@@ -405,6 +434,17 @@ def count_self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
     """
     if len(faces) == 0:
         return 0
+    return int(self_intersection_mask(vertices, faces).sum())
+
+
+def self_intersection_mask(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per face: does it intersect another face (MeshLab's rule, measured on a copy)?
+
+    MeshLab tests every pair of faces whose bounding boxes overlap, once, the lower face
+    index first; faces sharing vertices get its special shared-vertex/edge tests.
+    """
+    if len(faces) == 0:
+        return np.zeros(0, dtype=bool)
     import pymeshlab
 
     ms = pymeshlab.MeshSet()
@@ -414,8 +454,16 @@ def count_self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
             face_matrix=np.asarray(faces, dtype=np.int32),
         )
     )
+    return select_self_intersections(ms)
+
+
+def select_self_intersections(ms) -> np.ndarray:
+    """Run MeshLab's self-intersection selection on the current mesh of a MeshSet and return
+    the per-face mask; the selection is cleared again, so later filters see none."""
     ms.compute_selection_by_self_intersections_per_face()
-    return int(ms.current_mesh().selected_face_number())
+    mask = np.asarray(ms.current_mesh().face_selection_array(), dtype=bool).copy()
+    ms.set_selection_none(allfaces=True, allverts=True)
+    return mask
 
 
 def thin_wall_warning(
@@ -560,6 +608,8 @@ class _RayCaster:
     MAX_SEGMENTS = 64
     _OFFSET = 1 << 20  # cell indices are shifted by this, keys packed in 21 bits per axis
     _NEIGHBOURS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1]), -1).reshape(-1, 3)
+    # Key of a neighbour cell = key of the cell + this (the packed fields never carry over).
+    _NEIGHBOUR_KEYS = (_NEIGHBOURS[:, 0] << 42) + (_NEIGHBOURS[:, 1] << 21) + _NEIGHBOURS[:, 2]
 
     def __init__(self, tri, e1, e2, valid, depth: float, eps: float) -> None:
         self.tri, self.e1, self.e2, self.depth, self.eps = tri, e1, e2, depth, eps
@@ -588,7 +638,12 @@ class _RayCaster:
             cell = max(search, extent / (self._OFFSET - 4))
             keys = self._keys(np.floor((centroids[members] - self.origin) / cell).astype(np.int64))
             order = np.argsort(keys, kind="stable")
-            self.levels.append((members[order], keys[order], cell, search, spacing, n_points))
+            keys = keys[order]
+            # Occupied cells only (one binary search per query instead of two on all faces).
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            counts = np.diff(np.append(starts, len(keys)))
+            cells = (keys[starts], starts, counts)
+            self.levels.append((members[order], cells, cell, search, spacing, n_points))
 
     def _keys(self, cells: np.ndarray) -> np.ndarray:
         shifted = cells + self._OFFSET
@@ -625,9 +680,12 @@ class _RayCaster:
         points = points.reshape(-1, 3)
         ray_of_point = np.repeat(active, len(steps))
         cells = np.floor((points - self.origin) / cell).astype(np.int64)
-        query = self._keys(cells[:, None, :] + self._NEIGHBOURS[None, :, :]).ravel()
-        first = np.searchsorted(keys, query, side="left")
-        count = np.searchsorted(keys, query, side="right") - first
+        query = (self._keys(cells)[:, None] + self._NEIGHBOUR_KEYS[None, :]).ravel()
+        cell_keys, cell_starts, cell_counts = keys
+        slot = np.minimum(np.searchsorted(cell_keys, query), len(cell_keys) - 1)
+        found = cell_keys[slot] == query
+        first = cell_starts[slot]
+        count = np.where(found, cell_counts[slot], 0)
         total = int(count.sum())
         self.work += len(query) + total
         if total == 0:

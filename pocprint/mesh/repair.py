@@ -15,6 +15,7 @@ as ``warnings``: the technician must see them, but they never change the verdict
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 
@@ -27,6 +28,7 @@ from scipy.spatial import cKDTree
 from pocprint.mesh.analyse import (
     MeshAnalysis,
     analyse_welded,
+    analyse_welded_details,
     boundary_loops,
     count_self_intersections,
     edge_table,
@@ -35,6 +37,7 @@ from pocprint.mesh.analyse import (
     face_keys,
     group_identical_rows,
     isin_sorted,
+    select_self_intersections,
     thin_walls,
     weld_exact,
 )
@@ -67,6 +70,8 @@ class RepairResult:
     gate: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # shown, never change the verdict
+    # How figures with more than one way of computing them were obtained.
+    methods: dict[str, str] = field(default_factory=dict)
 
     def report(self) -> dict:
         """JSON-ready record of the repair (everything except the mesh itself)."""
@@ -82,6 +87,7 @@ class RepairResult:
             "settings": dict(self.settings),
             "library_versions": dict(self.library_versions),
             "duration_s": dict(self.duration_s),
+            "methods": dict(self.methods),
         }
 
 
@@ -101,6 +107,12 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
     ``settings`` None uses the built-in defaults, which equal ``[default]`` of
     ``config/repair.toml``; pass ``load_repair_settings(device_type)`` for a device type.
+
+    MeshLab's self-intersection count of the input runs in a background thread (pymeshlab
+    releases the GIL) while numpy works: the analysis, and for a mesh with nothing to repair
+    also the gate, fidelity and thin walls. No other pymeshlab call overlaps it.
+    ``duration_s["self_intersections"]`` is the time of the counts themselves, so the parts
+    may add up to more than ``total``.
     """
     settings = settings or RepairSettings()
     clock = time.perf_counter
@@ -108,45 +120,67 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     v0, f0 = weld_exact(mesh.vertices, mesh.faces)
     if len(f0) == 0:
         raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
-    before = analyse_welded(v0, f0)
-    t1 = clock()
-    before = replace(before, self_intersecting_faces=count_self_intersections(v0, f0))
-    t_si0 = clock() - t1
-
-    t1 = clock()
-    steps: list[dict] = []
+    # One MeshSet serves the self-intersection count of the input and then the filters.
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
-    _run_filters(ms, settings, steps)
-    current = ms.current_mesh()
-    v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
-    edges = edge_table(f1, len(v1))
-    f1, edges = _orient_outwards(v1, f1, edges, steps)
-    repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
-    t2 = clock()
+    spent = dict.fromkeys(("analysis", "repair", "gate", "fidelity", "thin_walls"), 0.0)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The count runs while numpy works below; it must end before any other pymeshlab
+        # call (the filters, or the count after repair), which waits for it.
+        si_job = pool.submit(_timed, select_self_intersections, ms)
+        t1 = clock()
+        before, details = analyse_welded_details(v0, f0)
+        clean = _nothing_to_repair(v0, before, details, settings)
+        spent["analysis"] += clock() - t1 + (t1 - t0)
 
-    after = analyse_welded(v1, f1, edges)
-    t3 = clock()
-    # Non-manifold vertices only decide the gate for an otherwise closed, edge-manifold
-    # mesh; MeshLab's count costs ~1.3 s per million faces, so it is skipped otherwise.
-    nm_vertices = None
-    if after.watertight:
-        nm_vertices = int(ms.get_topological_measures()["non_two_manifold_vertices"])
-    del ms, current
-    gate = _gate(v1, f1, edges, after, nm_vertices)
-    t4 = clock()
-    fidelity = _fidelity(v0, f0, v1, f1)
-    t5 = clock()
-    after = replace(after, self_intersecting_faces=count_self_intersections(v1, f1))
-    t6 = clock()
-    walls = thin_walls(
-        v1,
-        f1,
-        settings.min_feature_mm,
-        max_samples=settings.thin_wall_samples,
-        warn_share=settings.thin_wall_warn_share,
-    )
-    after = replace(after, thin_walls=walls)
+        t1 = clock()
+        steps: list[dict] = []
+        if clean is None:
+            si_job.result()
+            _run_filters(ms, settings, steps)
+            current = ms.current_mesh()
+            v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
+            del current
+            ms.clear()  # MeshLab's copies are not needed any more (memory)
+            edges = edge_table(f1, len(v1))
+        else:
+            # The filters would leave the mesh exactly as it is (see _nothing_to_repair).
+            steps.append({"filter": "meshlab_repair_filters", "params": {}, "skipped": clean})
+            v1, f1, edges = v0, f0, details["edges"]
+        # With every edge manifold (clean), the analysis' shells are the orientation's shells.
+        shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
+        f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
+        repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+        spent["repair"] += clock() - t1
+
+        t1 = clock()
+        # Nothing changed: the figures of the input hold for the output.
+        after = before if f1 is f0 else analyse_welded(v1, f1, edges)
+        spent["analysis"] += clock() - t1
+        t1 = clock()
+        gate = _gate(v1, f1, edges, after)
+        spent["gate"] += clock() - t1
+        t1 = clock()
+        fidelity, match = _fidelity_and_match(v0, f0, v1, f1)
+        spent["fidelity"] += clock() - t1
+        t1 = clock()
+        walls = thin_walls(
+            v1,
+            f1,
+            settings.min_feature_mm,
+            max_samples=settings.thin_wall_samples,
+            warn_share=settings.thin_wall_warn_share,
+        )
+        spent["thin_walls"] += clock() - t1
+        t1 = clock()
+        flagged0, t_si0 = si_job.result()
+        waited = clock() - t1
+    del ms
+    t1 = clock()
+    si_after, si_method = _after_self_intersections(v0, f0, flagged0, v1, f1, match)
+    t_si1 = clock() - t1
+    before = replace(before, self_intersecting_faces=int(flagged0.sum()))
+    after = replace(after, self_intersecting_faces=si_after, thin_walls=walls)
     t7 = clock()
 
     reasons = _gate_reasons(gate, after, settings) + _fidelity_reasons(fidelity, settings)
@@ -160,17 +194,57 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         library_versions=library_versions(),
         fidelity=fidelity,
         duration_s={
-            "analysis": round((t1 - t0) + (t3 - t2) + (t7 - t5), 4),
-            "repair": round(t2 - t1, 4),
-            "gate": round(t4 - t3, 4),
-            "fidelity": round(t5 - t4, 4),
-            "self_intersections": round(t_si0 + (t6 - t5), 4),
-            "thin_walls": round(t7 - t6, 4),
+            **{key: round(value, 4) for key, value in spent.items()},
+            # Its own duration (it runs alongside the rest, see above) and the wait for it.
+            "self_intersections": round(t_si0 + t_si1, 4),
+            "self_intersections_wait": round(waited, 4),
             "total": round(t7 - t0, 4),
         },
         gate=gate,
         settings=asdict(settings),
         warnings=_warnings(before, after),
+        methods={"self_intersections_after": si_method},
+    )
+
+
+def _timed(function, *args):
+    """(result, seconds) of one call; used for the background self-intersection count."""
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
+
+
+def _nothing_to_repair(
+    vertices: np.ndarray, before: MeshAnalysis, details: dict, settings: RepairSettings
+) -> str | None:
+    """Why the MeshLab filters would leave this (welded) mesh unchanged, or None.
+
+    Filter by filter: duplicate vertices and unreferenced vertices cannot exist after the
+    exact weld (with finite coordinates); duplicate faces and null faces are absent (our
+    degenerate rule includes MeshLab's zero-area rule); every shell has more faces than the
+    small-component limit, so none is removed; without boundary edges, non-manifold edges
+    and non-manifold vertices (our count equals MeshLab's) the non-manifold repairs and hole
+    closing have nothing to act on; with consistent winding re-orienting flips nothing.
+    ``tests/test_repair_speed_paths.py`` checks on the corpus that the filters indeed
+    return such meshes unchanged. Inside-out shells are still inverted afterwards.
+    """
+    shell_faces = details["shell_faces"]
+    if not (
+        before.watertight
+        and before.winding_consistent
+        and before.non_manifold_vertices == 0
+        and before.duplicate_faces == 0
+        and before.degenerate_faces == 0
+        and len(shell_faces)
+        and int(shell_faces.min()) > settings.min_component_faces
+        and bool(np.isfinite(vertices).all())
+    ):
+        return None
+    return (
+        "the analysis before repair found nothing for the MeshLab filters to change (closed, "
+        "edge- and vertex-manifold, consistent winding, no duplicate or zero-area faces, "
+        f"every shell above {settings.min_component_faces} faces), so they were not run; "
+        "the mesh is gated as it is"
     )
 
 
@@ -264,7 +338,7 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
     # welds again, and filling a hole can create a non-manifold edge while removing one
     # opens a hole. So each round ends by re-welding (the result is gated and saved welded,
     # as a slicer sees it) and a second round repairs what welding brought back.
-    for _ in range(ROUNDS):
+    for round_number in range(1, ROUNDS + 1):
         # "Split Vertices" is not used: in pymeshlab 2025.7 it leaves thousands of
         # unreferenced vertices, some later NaN, on the corpus's non-manifold meshes.
         _apply(ms, steps, "meshing_repair_non_manifold_edges", method="Remove Faces")
@@ -283,6 +357,15 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
         )
         _apply(ms, steps, "meshing_remove_duplicate_vertices")
         if not _has_non_manifold_edge(ms):
+            if round_number < ROUNDS:
+                steps.append(
+                    {
+                        "filter": "repair_round",
+                        "params": {"round": round_number + 1},
+                        "skipped": "round 1 left no non-manifold edge after re-welding; "
+                        "only those call for another round (removing them opens holes)",
+                    }
+                )
             break
     _apply(ms, steps, "meshing_re_orient_faces_coherently")
     _apply(ms, steps, "meshing_remove_unreferenced_vertices")
@@ -293,6 +376,7 @@ def _orient_outwards(
     faces: np.ndarray,
     edges: tuple[np.ndarray, np.ndarray],
     steps: list[dict],
+    shells: tuple[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Invert closed shells with negative signed volume (inside-out), except cavities.
 
@@ -302,7 +386,9 @@ def _orient_outwards(
     if len(faces) == 0:
         return faces, edges
     edge_id, counts = edges
-    n_shells, labels = face_components(edge_id, counts, only_manifold_edges=False)
+    if shells is None:  # shells joined across any shared edge; may be given when known
+        shells = face_components(edge_id, counts, only_manifold_edges=False)
+    n_shells, labels = shells
     closed = np.ones(n_shells, dtype=bool)
     closed[np.unique(labels[(counts[edge_id] != 2).any(axis=1)])] = False
     centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
@@ -376,9 +462,13 @@ def _gate(
     faces: np.ndarray,
     edges: tuple[np.ndarray, np.ndarray],
     after: MeshAnalysis,
-    nm_vertices: int | None,
 ) -> dict:
-    """Independent printability checks; all must hold for the verdict "repaired"."""
+    """Independent printability checks; all must hold for the verdict "repaired".
+
+    Non-manifold vertices are pocprint's own count (``after.non_manifold_vertices``), which
+    equals MeshLab's ``non_two_manifold_vertices`` on every corpus file (tested); MeshLab's
+    count cost ~1.3 s per million faces and is no longer run here.
+    """
     finite = bool(np.isfinite(vertices).all())
     if len(faces) and finite:
         solid = manifold3d.Manifold(
@@ -402,9 +492,8 @@ def _gate(
         "winding_consistent": after.winding_consistent,
         "open_borders": len(borders),
         "largest_open_border_edges": borders[0] if borders else 0,
-        # Both counts must be 0: MeshLab's and pocprint's own (they agree on the corpus).
-        "two_manifold": after.watertight and nm_vertices == 0 and after.non_manifold_vertices == 0,
-        "non_manifold_vertices": nm_vertices,  # None: not counted (already not watertight)
+        "two_manifold": after.watertight and after.non_manifold_vertices == 0,
+        "non_manifold_vertices": after.non_manifold_vertices,
         "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
     }
     gate["passed"] = bool(
@@ -434,7 +523,7 @@ def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> 
         )
     if after.non_manifold_edges:
         reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
-    pinched = max(gate["non_manifold_vertices"] or 0, after.non_manifold_vertices)
+    pinched = after.non_manifold_vertices
     if pinched:
         reasons.append(
             f"{pinched} non-manifold vertices remain (separate surfaces touch in one point)."
@@ -506,26 +595,52 @@ def _match_vertices(v0: np.ndarray, v1: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) -> dict:
+    """Compare the repaired mesh with the original: kept, invented and removed surface."""
+    return _fidelity_and_match(v0, f0, v1, f1)[0]
+
+
+def _fidelity_and_match(
+    v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray
+) -> tuple[dict, dict]:
     """Compare the repaired mesh with the original: kept, invented and removed surface.
 
     Each repaired vertex is matched to its nearest original vertex. A repaired face whose
     matched corners form an original face is "kept"; the others are "invented" (hole fills).
     Original faces without a kept counterpart are "removed" (zero-area faces excluded).
+    Also returns the matching (``nearest``, ``displacement``, ``kept``, ``origin``: index of
+    an original face with the same corners per kept face, -1 otherwise) for reuse.
     """
     nearest, displacement = _match_vertices(v0, v1)
-    keys1 = face_keys(nearest[f1], len(v0)) if len(f1) else np.zeros(0, dtype=np.int64)
-    keys0 = face_keys(f0, len(v0))
-    kept = isin_sorted(keys1, keys0)
+    same = f1 is f0 or (
+        len(f1) == len(f0) and np.array_equal(np.sort(f1, axis=1), np.sort(f0, axis=1))
+    )
+    if v1 is v0 and same:
+        # Same vertices, each face an original face in the same place: all kept, none removed.
+        kept = np.ones(len(f1), dtype=bool)
+        removed = np.zeros(len(f0), dtype=bool)
+        origin = np.arange(len(f1))
+    else:
+        keys1 = face_keys(nearest[f1], len(v0)) if len(f1) else np.zeros(0, dtype=np.int64)
+        keys0 = face_keys(f0, len(v0))
+        order0 = np.argsort(keys0, kind="stable")
+        sorted0 = keys0[order0]
+        slot = np.minimum(np.searchsorted(sorted0, keys1), max(len(sorted0) - 1, 0))
+        kept = sorted0[slot] == keys1 if len(sorted0) else np.zeros(len(f1), dtype=bool)
+        origin = np.where(kept, order0[slot], -1) if len(sorted0) else -np.ones(len(f1), int)
+        removed = ~isin_sorted(keys0, keys1)
     areas0 = face_areas(v0, f0)
-    removed = ~isin_sorted(keys0, keys1)
     zero_area = areas0 <= 0.0
     invented_groups = _groups(v1, f1[~kept])
     removed_groups = _groups(v0, f0[removed & ~zero_area])
     kept_faces = f1[kept]
-    kept_area = float(face_areas(v1, kept_faces).sum()) if len(kept_faces) else 0.0
+    if f1 is f0 and v1 is v0:  # the same faces: the same areas
+        kept_area = float(areas0.sum())
+    else:
+        kept_area = float(face_areas(v1, kept_faces).sum()) if len(kept_faces) else 0.0
     on_kept = np.zeros(len(v1), dtype=bool)
     on_kept[kept_faces.ravel()] = True
     deviation = _kept_deviation(v0, f0, v1, kept_faces, displacement, kept_area)
+    match = {"nearest": nearest, "displacement": displacement, "kept": kept, "origin": origin}
     return {
         "kept_surface": {
             "faces": int(len(kept_faces)),
@@ -551,7 +666,7 @@ def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) ->
             "zero_area_faces_dropped": int((removed & zero_area).sum()),
             "largest_components": removed_groups[:_DETAIL_LIMIT],
         },
-    }
+    }, match
 
 
 def _kept_deviation(
@@ -628,3 +743,124 @@ def _fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:
             f"(limit {settings.max_removed_diameter_mm} mm). Check that no anatomy was lost."
         )
     return reasons
+
+
+# ----------------------------------------------------------------------------- self-intersections
+
+# Above this share of the faces, the sub-mesh would save little: count on the whole mesh.
+_SUBSET_SHARE_LIMIT = 0.5
+
+
+def _after_self_intersections(
+    v0: np.ndarray,
+    f0: np.ndarray,
+    flagged0: np.ndarray,
+    v1: np.ndarray,
+    f1: np.ndarray,
+    match: dict,
+) -> tuple[int, str]:
+    """MeshLab's self-intersecting face count of the repaired mesh, and how it was obtained.
+
+    MeshLab flags a face when it intersects another face; each pair whose bounding boxes
+    overlap is tested once (lower index first) by a test that depends only on the two faces'
+    corner positions, corner order and shared vertices. When no vertex moved and none was
+    added (every repaired vertex is an original one), a kept face with its original corner
+    order and the same relative face order ("unchanged"; a face moved to another place in the
+    face list counts as changed) is tested against another unchanged face exactly as before
+    the repair. So an unchanged face that was not flagged before can
+    only be flagged now by a changed face (invented, or with its corners reordered), whose
+    bounding box it must then overlap. Counting on the sub-mesh of: changed faces, unchanged
+    faces flagged before, and unchanged faces near a changed face's bounding box (a superset
+    of those overlapping it) therefore gives the same count as the whole mesh. Otherwise, or
+    when the sub-mesh would hold most faces, the whole mesh is counted.
+    """
+    if len(f1) == 0:
+        return 0, "no faces"
+    nearest, displacement, kept, origin = (
+        match["nearest"],
+        match["displacement"],
+        match["kept"],
+        match["origin"],
+    )
+    full = "whole repaired mesh"
+    if (nearest < 0).any() or (displacement != 0).any() or len(v1) > len(v0):
+        return count_self_intersections(v1, f1), full + " (vertices moved or were added)"
+    unchanged = kept.copy()
+    idx = np.flatnonzero(kept)
+    unchanged[idx] = (nearest[f1[idx]] == f0[origin[idx]]).all(axis=1)
+    unchanged[np.flatnonzero(unchanged)[_out_of_order(origin[unchanged])]] = False
+    include = ~unchanged
+    include[unchanged] = flagged0[origin[unchanged]]
+    changed = np.flatnonzero(~unchanged)
+    if len(changed):
+        include |= unchanged & _near_boxes(v1, f1, changed)
+    if include.sum() > _SUBSET_SHARE_LIMIT * len(f1):
+        return count_self_intersections(v1, f1), full
+    sub = f1[include]
+    if len(sub) == 0:
+        return 0, "no changed or previously intersecting faces: none"
+    used, compact = np.unique(sub, return_inverse=True)
+    count = count_self_intersections(v1[used], compact.reshape(-1, 3))
+    return count, (
+        f"sub-mesh of {len(sub)} faces: changed by the repair, intersecting before, or near "
+        "a changed face (equal to the whole-mesh count, see repair._after_self_intersections)"
+    )
+
+
+def _out_of_order(values: np.ndarray) -> np.ndarray:
+    """A small set of positions whose removal leaves ``values`` strictly increasing.
+
+    Either the values not below every later value, or those not above every earlier value
+    (whichever set is smaller); a face MeshLab moved to another place in the face list is
+    then treated as changed.
+    """
+    if len(values) < 2:
+        return np.zeros(len(values), dtype=bool)
+    later_min = np.minimum.accumulate(values[::-1])[::-1]
+    moved_up = np.r_[values[:-1] >= later_min[1:], False]
+    earlier_max = np.maximum.accumulate(values)
+    moved_down = np.r_[False, values[1:] <= earlier_max[:-1]]
+    return moved_up if moved_up.sum() <= moved_down.sum() else moved_down
+
+
+def _near_boxes(vertices: np.ndarray, faces: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per face: may its bounding box overlap the bounding box of a ``targets`` face?
+
+    A superset (never misses an overlap): boxes are padded, and the few faces larger than
+    the grid cell are always reported. Faces are put in a grid by the cell of their box's
+    lower corner; a face of size up to one cell can only overlap a target box from a cell
+    between one below the target's lower cell and its upper cell on each axis. Targets
+    larger than the cell (long hole-fill triangles) use a second grid of their own size.
+    """
+    tri = vertices[faces]
+    lo = tri.min(axis=1)
+    hi = tri.max(axis=1)
+    span = float(np.ptp(vertices, axis=0).max()) if len(vertices) else 0.0
+    pad = 1e-9 * max(span, 1.0)
+    lo -= pad
+    hi += pad
+    size = (hi - lo).max(axis=1)
+    cell = max(float(np.quantile(size, 0.999)), pad)
+    near = size > cell  # large faces: always included
+    origin = lo.min(axis=0)
+    big = size[targets] > cell
+    for group in (targets[~big], targets[big]):
+        if len(group) == 0:
+            continue
+        group_cell = max(cell, float(size[group].max()))
+        low_cell = np.floor((lo - origin) / group_cell).astype(np.int64)
+        dims = low_cell.max(axis=0) + 4
+        if float(np.prod(dims.astype(float))) > 2.0**62:  # keys would overflow: every face
+            return np.ones(len(faces), dtype=bool)
+        t_lo = low_cell[group] - 1
+        t_hi = np.floor((hi[group] - origin) / group_cell).astype(np.int64)
+        # Each target covers at most 3 cells per axis (its size is at most one cell).
+        offsets = np.stack(np.meshgrid([0, 1, 2], [0, 1, 2], [0, 1, 2]), -1).reshape(-1, 3)
+        cand = t_lo[:, None, :] + offsets[None, :, :]
+        cand = cand[(cand <= t_hi[:, None, :]).all(axis=2)] + 1  # + 1: no negative cell
+
+        def key(c: np.ndarray, dims: np.ndarray = dims) -> np.ndarray:
+            return (c[..., 0] * dims[1] + c[..., 1]) * dims[2] + c[..., 2]
+
+        near |= isin_sorted(key(low_cell + 1), np.unique(key(cand)))
+    return near
