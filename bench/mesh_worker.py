@@ -147,7 +147,8 @@ def run_pocprint(src: Path, out: Path) -> dict:
         "before": report.get("before", {}),
         "after": report.get("after", {}),
         "filters": [
-            {k: s[k] for k in ("filter", "error", "undone") if k in s} for s in report["steps"]
+            {k: s[k] for k in ("filter", "error", "undone", "skipped") if k in s}
+            for s in report["steps"]
         ],
     }
 
@@ -254,6 +255,17 @@ def run_pymeshfix(src: Path, out: Path) -> dict:
     }
 
 
+def _vm_hwm_mb() -> float | None:
+    """This process's peak resident memory (Linux VmHWM), as a cross-check of GNU time."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 TOOLS = {"pocprint": run_pocprint, "pymeshlab": run_pymeshlab, "pymeshfix": run_pymeshfix}
 
 
@@ -272,6 +284,7 @@ def main(argv: list[str]) -> int:
             "traceback": traceback.format_exc(limit=8),
         }
     result["tool"] = tool
+    result["vm_hwm_mb"] = _vm_hwm_mb()
     result_path.write_text(json.dumps(result, default=float))
     return 0 if result.get("ok") else 1
 
