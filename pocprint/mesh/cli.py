@@ -27,7 +27,7 @@ import trimesh
 
 from pocprint.mesh.analyse import MeshAnalysis, analyse, edge_table, signed_volume, weld_exact
 from pocprint.mesh.errors import MeshError
-from pocprint.mesh.read import detect_format, load_mesh, save_mesh
+from pocprint.mesh.read import detect_format, load_mesh, save_mesh, write_atomic
 from pocprint.mesh.settings import device_types, load_repair_settings
 from pocprint.mesh.units import (
     DECLARED_UNIT_TO_MM,
@@ -201,7 +201,7 @@ def _repair(args: argparse.Namespace) -> int:
         "settings_file": str(args.settings) if args.settings else _default_settings_path(),
         **result.report(),
     }
-    _write_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
     if ok:
         print(f"repaired: {out} (report {report_path})")
         for warning in result.warnings:
@@ -315,20 +315,7 @@ def _write_mesh(mesh: trimesh.Trimesh, out: Path, mark: str | None) -> None:
         data = b"\n".join([*first, f"comment {text}".encode("ascii"), rest])
     elif fmt == "obj":
         data = f"# {text}\n".encode("ascii") + data
-    _write_atomic(out, data)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, data)
 
 
 def _file_record(path: Path, fmt: str) -> dict:

@@ -157,6 +157,12 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
         plain = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
         exported = plain.export(file_type=fmt)
         data = exported.encode() if isinstance(exported, str) else exported
+    write_atomic(path, data)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename: a reader never
+    sees a half-written mesh, and a crash leaves the old file (or none)."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
