@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--label", default="")
     printers = sub.add_parser("printers", help="printer definitions")
     printers.add_argument("printers_command", choices=["check"])
+    audit_p = sub.add_parser("audit", help="the hash-chained audit trail")
+    audit_p.add_argument("audit_command", choices=["verify"])
     add_mesh_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "mesh":  # offline tool: no database, data directory or secrets
@@ -202,7 +204,26 @@ def main(argv: list[str] | None = None) -> int:
         return _user_command(settings, args)
     elif args.command == "printers":
         return _printers_check(settings)
+    elif args.command == "audit":
+        return _audit_verify(settings)
     return 0
+
+
+def _audit_verify(settings: Settings) -> int:
+    """Walk the whole chain; exit 1 and name the first broken link if any event was altered."""
+    from pocprint.reads.audit import verify_chain
+    from pocprint.store.db import make_engine
+
+    check = verify_chain(make_engine(settings.database_url))
+    if check.ok:
+        print(f"audit chain intact: {check.events} events, head {check.head}")
+        return 0
+    print(
+        f"AUDIT CHAIN BROKEN at event {check.broken_at}: {check.problem} "
+        f"({check.events} events before it verify)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -311,3 +311,28 @@ def test_several_named_parts_per_case(lab, people, tmp_path):
     with read_session(lab.engine) as s:
         labels = [s.get(Part, i).label for i in (bone, tumour, unnamed)]
     assert labels == ["bone", "tumour", "Part 3"]
+
+
+def test_audit_verify_command_reports_the_first_broken_link(lab, people):
+    import os
+    import subprocess
+    import sys
+
+    new_case(lab, people["tech"])
+    env = dict(
+        os.environ,
+        POCPRINT_DATABASE_URL=lab.settings.database_url,
+        POCPRINT_DATA_DIR=str(lab.settings.data_dir),
+        POCPRINT_PRINTERS_DIR=str(lab.settings.printers_dir),
+    )
+    command = [sys.executable, "-m", "pocprint.cli", "audit", "verify"]
+    ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "audit chain intact" in ok.stdout, ok.stderr
+    victim = events(lab, "case.created")[0]
+    with lab.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE audit_event SET reason = 'edited' WHERE id = :id"), {"id": victim.id}
+        )
+    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1
+    assert f"BROKEN at event {victim.id}" in broken.stderr
