@@ -64,3 +64,21 @@ def order_and_approve(tech, rad, mesh: Path, patient_code: str = "PX-3001") -> t
     r = rad.post(f"/parts/{part_id}/approval", json={"password": PASSWORD})
     assert r.status_code == 201, r.text
     return r.json()["job_id"], r.json()["serial"]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium as root on a closed network: no sandbox, no GPU, no background traffic.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+def launch_chromium(playwright, *extra: str):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra]
+    )

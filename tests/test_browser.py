@@ -13,10 +13,9 @@ from pocprint.store.db import upgrade
 from conftest import PASSWORD, make_settings, write_printer
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import ServiceProcess
-from spine_helpers import E2E_MESH, make_people
+from spine_helpers import CHROMIUM, E2E_MESH, launch_chromium, make_people
 
 pytestmark = [pytest.mark.browser, pytest.mark.octoprint]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TABLET = {"width": 820, "height": 1180}
 
 
@@ -26,18 +25,7 @@ def browser():
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make test installs it)")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 

@@ -22,11 +22,11 @@ from pocprint.store.db import read_session
 from pocprint.store.models import Part
 
 from conftest import PASSWORD, TEST_MESHES
+from spine_helpers import CHROMIUM, launch_chromium
 
 WALLHOLE = TEST_MESHES / "defect_wallhole.obj"  # a wall with a hole: repair invents a patch
 TETRAHEDRA = TEST_MESHES / "defect_nonmanifold_tetrahedra.obj"  # repair removes faces
 INCH_3MF = TEST_MESHES / "fmt_featuretype_inch.3mf"  # coordinates not exact in float32
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TABLET = {"width": 820, "height": 1180}
 
 
@@ -352,22 +352,6 @@ def served(app):
         thread.join(10)
 
 
-def launch(playwright, *extra: str):
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            *extra,
-        ],
-    )
-
-
 def open_signed_in(browser, base: str, target: str, errors: list | None = None):
     page = browser.new_context(viewport=TABLET, has_touch=True).new_page()
     if errors is not None:
@@ -407,7 +391,7 @@ def test_viewer_draws_the_invented_faces_on_a_tablet(lab, people, tmp_path, serv
     with playwright_api.sync_playwright() as p:
         # WebGL 2 runs on SwiftShader (software); the flag keeps that fallback enabled now
         # that Chromium wants it asked for explicitly.
-        browser = launch(p, "--enable-unsafe-swiftshader")
+        browser = launch_chromium(p, "--enable-unsafe-swiftshader")
         try:
             errors: list[str] = []
             page = open_signed_in(browser, served, f"/parts/{part_id}", errors)
@@ -438,7 +422,7 @@ def test_viewer_draws_the_invented_faces_on_a_tablet(lab, people, tmp_path, serv
         finally:
             browser.close()
         # Without WebGL the box says so instead of staying blank.
-        browser = launch(p, "--disable-3d-apis")
+        browser = launch_chromium(p, "--disable-3d-apis")
         try:
             page = open_signed_in(browser, served, f"/parts/{part_id}")
             page.wait_for_selector("#viewer[data-error=webgl]", timeout=30_000)

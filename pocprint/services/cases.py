@@ -128,7 +128,7 @@ def _choose_profile(lab: Lab, extents: list[float]) -> str:
     return offered[0]  # slicing will refuse it with the exact reason
 
 
-def next_serial(session: Session, job: BuildJob) -> str:
+def next_serial(job: BuildJob) -> str:
     return f"D{job.created_at:%Y}-{job.id:06d}"
 
 
@@ -179,7 +179,7 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         )
         session.add(job)
         session.flush()
-        job.serial = next_serial(session, job)
+        job.serial = next_serial(job)
         audit.record(
             session,
             actor,
