@@ -150,7 +150,7 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     if fmt == "stl":
-        data = _binary_stl_bytes(vertices, faces)
+        data = binary_stl_bytes(vertices, faces)
     elif fmt == "3mf":
         data = package_bytes(vertices, faces)
     else:
@@ -404,16 +404,18 @@ def _parse_ascii_stl(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return vertices, np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
 
 
-def _binary_stl_bytes(vertices: np.ndarray, faces: np.ndarray) -> bytes:
-    tri = vertices[faces]
+def binary_stl_bytes(
+    vertices: np.ndarray, faces: np.ndarray, header: bytes = b"pocprint binary STL"
+) -> bytes:
+    """Binary STL with triangles in face order (face i is STL triangle i)."""
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     lengths = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
     records = np.zeros(len(faces), dtype=_STL_RECORD)
     records["normal"] = normals
     records["vertices"] = tri
-    header = b"pocprint binary STL".ljust(80, b" ")
-    return header + np.uint32(len(faces)).tobytes() + records.tobytes()
+    return header.ljust(80, b" ")[:80] + np.uint32(len(faces)).tobytes() + records.tobytes()
 
 
 # ----------------------------------------------------------------------------- OBJ

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request,
 from pocprint.domain.roles import Permission
 from pocprint.mesh.diff import surface_changes
 from pocprint.mesh.errors import MeshError
-from pocprint.mesh.read import load_mesh
+from pocprint.mesh.read import binary_stl_bytes, load_mesh
 from pocprint.store.db import read_session
 from pocprint.store.models import Case, Part
 from pocprint.web.auth import lab, requires
@@ -33,8 +33,6 @@ bp = Blueprint("parts", __name__, url_prefix="/parts")
 _CHANGES_CACHE_SIZE = 8
 _changes_cache: OrderedDict[tuple[str, str, str], dict] = OrderedDict()
 _changes_lock = threading.Lock()
-
-_STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attribute", "<u2")])
 
 
 def _part(part_id: int) -> Part:
@@ -56,15 +54,7 @@ def _blob(sha256: str | None):
 
 def binary_stl(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     """Binary STL of a mesh, triangles in face order (so face i is STL triangle i)."""
-    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = np.divide(normals, lengths, out=np.zeros_like(normals), where=lengths > 0)
-    records = np.zeros(len(tri), dtype=_STL_RECORD)
-    records["normal"] = normals
-    records["vertices"] = tri
-    header = b"pocprint viewer binary STL".ljust(80, b" ")
-    return header + np.uint32(len(tri)).tobytes() + records.tobytes()
+    return binary_stl_bytes(vertices, faces, b"pocprint viewer binary STL")
 
 
 def _load(path, fmt: str):
