@@ -8,8 +8,10 @@ from enum import StrEnum
 class Role(StrEnum):
     ADMIN = "admin"
     TECHNICIAN = "technician"
+    PRESCRIBER = "prescriber"  # the requesting clinician
     RADIOLOGIST = "radiologist"
-    AUDITOR = "auditor"
+    LAB_MANAGER = "lab_manager"  # releases devices
+    AUDITOR = "auditor"  # read-only
 
 
 class Permission(StrEnum):
@@ -18,9 +20,19 @@ class Permission(StrEnum):
     UPLOAD_MESH = "upload_mesh"
     CONFIRM_UNITS = "confirm_units"
     ACCEPT_REPAIR = "accept_repair"  # accept a needs-attention repair, with a reason
+    REVIEW_APPROPRIATENESS = "review_appropriateness"
+    SIGN_SEGMENTATION = "sign_segmentation"
     APPROVE_DESIGN = "approve_design"
-    OPERATE_PRINTERS = "operate_printers"
+    MANAGE_CATALOG = "manage_catalog"  # appropriateness catalog rows, CSV import
+    VIEW_IDENTIFIERS = "view_identifiers"  # decrypted patient identifiers, where a site stores them
+    OPERATE_PRINTERS = "operate_printers"  # plate clear, pause, resume, cancel
+    PRIORITISE_JOBS = "prioritise_jobs"  # urgent override, with a reason
     RECORD_OUTCOME = "record_outcome"
+    MANAGE_MATERIALS = "manage_materials"  # material lots, loading a lot on a printer
+    RECORD_MAINTENANCE = "record_maintenance"  # printer maintenance and calibration log
+    RECORD_POST_PROCESSING = "record_post_processing"  # post-processing steps and QA
+    RELEASE_DEVICE = "release_device"
+    VIEW_AUDIT = "view_audit"  # auditor pages, recall queries, exports
     VIEW = "view"
 
 
@@ -33,12 +45,43 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.CONFIRM_UNITS,
             Permission.ACCEPT_REPAIR,
             Permission.OPERATE_PRINTERS,
+            Permission.PRIORITISE_JOBS,
             Permission.RECORD_OUTCOME,
+            Permission.MANAGE_MATERIALS,
+            Permission.RECORD_MAINTENANCE,
+            Permission.RECORD_POST_PROCESSING,
             Permission.VIEW,
         }
     ),
-    Role.RADIOLOGIST: frozenset({Permission.APPROVE_DESIGN, Permission.VIEW}),
-    Role.AUDITOR: frozenset({Permission.VIEW}),
+    Role.PRESCRIBER: frozenset(
+        {
+            Permission.CREATE_CASE,
+            Permission.APPROVE_DESIGN,
+            Permission.VIEW_IDENTIFIERS,
+            Permission.VIEW,
+        }
+    ),
+    Role.RADIOLOGIST: frozenset(
+        {
+            Permission.REVIEW_APPROPRIATENESS,
+            Permission.SIGN_SEGMENTATION,
+            Permission.APPROVE_DESIGN,
+            Permission.VIEW_IDENTIFIERS,
+            Permission.VIEW,
+        }
+    ),
+    Role.LAB_MANAGER: frozenset(
+        {
+            Permission.MANAGE_CATALOG,
+            Permission.PRIORITISE_JOBS,
+            Permission.MANAGE_MATERIALS,
+            Permission.RECORD_MAINTENANCE,
+            Permission.RELEASE_DEVICE,
+            Permission.VIEW_AUDIT,
+            Permission.VIEW,
+        }
+    ),
+    Role.AUDITOR: frozenset({Permission.VIEW_AUDIT, Permission.VIEW}),
 }
 
 

@@ -201,3 +201,25 @@ class AuditChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     head_hash: str = Field(max_length=64)
     events: int = 0
+
+
+class Signature(SQLModel, table=True):
+    """An electronic signature: who, when, what it means, and the hash of exactly what was signed.
+
+    Never edited or deleted. A withdrawal is a new signature whose `withdraws_id` names the
+    one it withdraws. A signature whose content hash no longer matches the current content is
+    void (see services/signatures.py).
+    """
+
+    __tablename__ = "signature"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    signer_name: str = Field(max_length=200)
+    meaning: str = Field(max_length=64, index=True)
+    entity: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64, index=True)
+    content_sha256: str = Field(max_length=64)
+    content: dict | None = _json()  # the canonical content that was hashed
+    comment: str = Field(default="", max_length=2000)
+    signed_at: datetime = Field(default_factory=utcnow)
+    withdraws_id: int | None = Field(default=None, foreign_key="signature.id")
