@@ -6,14 +6,15 @@ PY := $(VENV)/bin/python
 OCTO_VENV := .venv-octoprint
 OCTOPRINT_VERSION := 1.11.8
 # Debian packages the service and its tests need (PrusaSlicer is run as a separate program).
-SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv
+# fonts-dejavu-core: the device history record and label PDFs embed DejaVu Sans.
+SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv fonts-dejavu-core
 TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core
 BENCH_SYSTEM_PACKAGES := admesh
 # `make run HOST=0.0.0.0` serves the tablets on the lab network (default: this machine only).
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test bench bench-spine bench-mesh lint format apt system-deps test-system-deps bench-system-deps clean-demo
+.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
@@ -23,13 +24,21 @@ test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: bench-spine bench-mesh
+bench: bench-spine bench-mesh bench-fleet bench-trace
 
 bench-spine: $(VENV)/.installed system-deps
 	$(PY) -m bench.spine
 
+bench-trace: $(VENV)/.installed system-deps
+	$(PY) -m bench.trace
+
 bench-mesh: $(VENV)/.installed system-deps bench-system-deps
 	$(PY) -m bench.mesh
+
+# 200 simulated printers (bench/octoprint_loadgen.py) and a real OctoPrint; PostgreSQL too
+# when POCPRINT_TEST_DATABASE_URL is set.
+bench-fleet: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
+	$(PY) -m bench.fleet
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -150,7 +150,18 @@ def run_pocprint(src: Path, out: Path) -> dict:
             {k: s[k] for k in ("filter", "error", "undone", "skipped") if k in s}
             for s in report["steps"]
         ],
+        "candidate": _candidate_summary(report.get("candidate") or {"used": False}),
     }
+
+
+def _candidate_summary(candidate: dict) -> dict:
+    """The closed candidate's record without the standard repair's full analysis."""
+    out = {k: v for k, v in candidate.items() if k != "standard_repair"}
+    standard = candidate.get("standard_repair")
+    if standard:
+        out["standard_repair_reasons"] = standard.get("reasons", [])
+        out["standard_repair_gate_passed"] = standard.get("gate", {}).get("passed")
+    return out
 
 
 # ----------------------------------------------------------------------------- bare pymeshlab
@@ -159,7 +170,7 @@ def run_pocprint(src: Path, out: Path) -> dict:
 def run_pymeshlab(src: Path, out: Path) -> dict:
     """Load into a MeshSet, the same kind of filters in the same order as pocprint, save.
 
-    One pass, no pocprint additions (no second round, no small-model fallback, no outward
+    One pass (pocprint runs one too), no pocprint additions (no small-model fallback, no outward
     orientation, no gate, no fidelity): the bare MeshLab sequence.
     """
     import pymeshlab

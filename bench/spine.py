@@ -25,6 +25,7 @@ from pocprint.config import REPO_ROOT, load_settings
 from pocprint.domain.roles import Role
 from pocprint.scheduler import Worker
 from pocprint.services.actors import Actor
+from pocprint.services.catalog import load_shipped
 from pocprint.services.fleet import sync_printers
 from pocprint.services.lab import build_lab
 from pocprint.services.users import create_api_token, create_user
@@ -48,6 +49,30 @@ material = "PLA"
 profiles = ["generic-fff-250x210_pla"]
 calibration_due = 2099-01-01
 """
+
+
+# A complete order (the clinical gate needs every field) and a shipped catalog scenario.
+ORDER = {
+    "patient_code": "BENCH-1",
+    "indication": "bench",
+    "device_type": "anatomical_model",
+    "needed_by": "2099-01-01",
+    "ordering_clinician": "Dr Bench",
+    "intended_use": "surgical_planning",
+    "diagnostic_use": False,
+    "anatomy": [
+        {
+            "region": "Abdomen",
+            "subregion": "Vessels",
+            "structure": "Abdominal aorta",
+            "laterality": "midline",
+        }
+    ],
+    "modality": "CT",
+    "slice_thickness_mm": 1.0,
+    "regulatory_route": "in_house",
+}
+SCENARIO = "complex-abdominal-aortic-aneurysm@sig-complexity-2024"
 
 
 def wait(fetch, done, timeout=600, interval=0.01):
@@ -74,6 +99,7 @@ def one_run(mesh: Path, workdir: Path) -> dict:
     upgrade(settings.database_url)
     lab = build_lab(settings)
     sync_printers(lab)
+    load_shipped(lab)
     root = Actor(None, "bench", "bench", frozenset({Role.ADMIN}))
     tokens = {}
     for name, role in (("tech", Role.TECHNICIAN), ("rad", Role.RADIOLOGIST)):
@@ -84,16 +110,14 @@ def one_run(mesh: Path, workdir: Path) -> dict:
     worker = Worker(lab)
     worker.start()
     try:
-        case = client.post(
-            "/api/v1/cases",
-            json={
-                "patient_code": "BENCH-1",
-                "indication": "bench",
-                "device_type": "anatomical_model",
-                "needed_by": "2099-01-01",
-            },
-            headers=tokens["tech"],
-        ).json
+        case = client.post("/api/v1/cases", json=ORDER, headers=tokens["tech"]).json
+        review = client.post(
+            f"/api/v1/cases/{case['id']}/review",
+            json={"decision": "approve", "scenario": SCENARIO, "password": PASSWORD},
+            headers=tokens["rad"],
+        )
+        if review.status_code != 201:
+            raise RuntimeError(f"appropriateness review refused: {review.json}")
         t0 = time.perf_counter()
         with mesh.open("rb") as fh:
             part = client.post(
@@ -110,6 +134,13 @@ def one_run(mesh: Path, workdir: Path) -> dict:
             raise RuntimeError(
                 f"{mesh.name} was not repaired: {part['repair_report'].get('reasons')}"
             )
+        signed = client.post(
+            f"/api/v1/parts/{part['id']}/segmentation",
+            json={"password": PASSWORD},
+            headers=tokens["rad"],
+        )
+        if signed.status_code != 201:
+            raise RuntimeError(f"segmentation sign-off refused: {signed.json}")
         approval = client.post(
             f"/api/v1/parts/{part['id']}/approval",
             json={"password": PASSWORD},

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from pocprint.config import Settings, load_settings
 from pocprint.domain.roles import Role, parse_roles
+from pocprint.gate_cli import add_gate_commands, run_gate_command
 from pocprint.mesh.cli import add_mesh_commands, run_mesh_command
 
 log = logging.getLogger("pocprint")
@@ -23,6 +24,7 @@ log = logging.getLogger("pocprint")
 
 def _prepare(settings: Settings):
     """Schema, printers and recovery: everything that must happen before serving."""
+    from pocprint.services.catalog import load_shipped
     from pocprint.services.fleet import sync_printers
     from pocprint.services.lab import build_lab
     from pocprint.services.recovery import recover
@@ -32,6 +34,8 @@ def _prepare(settings: Settings):
     lab = build_lab(settings)
     upgrade(settings.database_url)
     sync_printers(lab)
+    if loaded := load_shipped(lab):
+        log.warning("appropriateness catalog: loaded %d shipped rows", loaded)
     if not has_users(lab):
         password = bootstrap_admin(lab)
         # Shown once, on the terminal only (never logged): there is no default password.
@@ -49,13 +53,15 @@ def _prepare(settings: Settings):
     return lab
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, demo: bool = False) -> None:
     import waitress
 
     from pocprint.scheduler import Worker
     from pocprint.web import create_app
 
     lab = _prepare(settings)
+    if demo:
+        _stock_demo_printers(lab)
     app = create_app(settings, lab)
     worker = Worker(lab)
     worker.start()
@@ -100,10 +106,57 @@ def demo_run(settings: Settings, host: str, port: int) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        serve(settings, host, port)
+        serve(settings, host, port, demo=True)
     finally:
         for server in servers:
             server.stop()
+
+
+def _stock_demo_printers(lab) -> None:
+    """Demo printers get a demo lot of their material, so a demo job can be dispatched.
+
+    Only printers marked `demo = true`, and only while no lot is loaded; the lot says it is a
+    demo lot, so it cannot be mistaken for a real one in a device record.
+    """
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from pocprint.services import materials
+    from pocprint.services.actors import Actor
+    from pocprint.store.db import read_session
+    from pocprint.store.models import MaterialLot, Printer, User, utcnow
+
+    with read_session(lab.engine) as session:  # the lot is recorded as received by the admin
+        admin_id = session.exec(
+            select(User.id).where(User.roles.contains(Role.ADMIN.value)).order_by(User.id)
+        ).first()
+    demo = Actor(admin_id, "demo", "demo set-up", frozenset({Role.LAB_MANAGER}))
+    for name, definition in lab.printers.items():
+        if not definition.demo:
+            continue
+        with read_session(lab.engine) as session:
+            printer = session.exec(select(Printer).where(Printer.name == name)).one()
+            if materials.current_lot(session, printer.id) is not None:
+                continue
+            printer_id, material = printer.id, printer.material
+            lot_number = f"DEMO-{material}-{printer_id}"
+            earlier = session.exec(
+                select(MaterialLot.id).where(
+                    MaterialLot.lot_number == lot_number, MaterialLot.material == material
+                )
+            ).first()
+        lot_id = earlier or materials.receive_lot(
+            lab,
+            demo,
+            material=material,
+            manufacturer="demo lot, not for clinical use",
+            lot_number=lot_number,
+            expiry=utcnow().date() + timedelta(days=365),
+            quantity_g=1000,
+        )
+        materials.load_lot(lab, demo, printer_id, lot_id)
+        print(f"demo printer {name}: loaded demo lot {lot_number}", flush=True)
 
 
 def _user_command(settings: Settings, args) -> int:
@@ -131,26 +184,11 @@ def _user_command(settings: Settings, args) -> int:
 
 
 def _printers_check(settings: Settings) -> int:
-    from pocprint.services.lab import build_lab
+    from pocprint.services.printer_check import check_printers
 
-    try:
-        lab = build_lab(settings)
-    except ValueError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
-    print(f"{len(lab.profiles)} profile(s): {', '.join(sorted(lab.profiles))}")
-    worst = 0
-    for name, definition in lab.printers.items():
-        key = definition.api_key(settings.secrets_dir)
-        if definition.connector != "manual" and not key:
-            print(f"{name}: no API key (set {definition.api_key_env or definition.api_key_file})")
-            worst = 1
-            continue
-        status = lab.connector(name).status()
-        print(
-            f"{name}: {status.state} ({status.detail}){' — ' + status.error if status.error else ''}"
-        )
-    return worst
+    report = check_printers(settings)
+    print("\n".join(report.lines), file=sys.stderr if report.exit_code == 1 else sys.stdout)
+    return report.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     printers = sub.add_parser("printers", help="printer definitions")
     printers.add_argument("printers_command", choices=["check"])
     audit_p = sub.add_parser("audit", help="the hash-chained audit trail")
-    audit_p.add_argument("audit_command", choices=["verify"])
+    audit_p.add_argument("audit_command", choices=["verify", "head"])
+    materials_p = sub.add_parser("materials", help="material lots and what each printer holds")
+    materials_p.add_argument("materials_command", choices=["list"])
     add_mesh_commands(sub)
+    add_gate_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "mesh":  # offline tool: no database, data directory or secrets
         return run_mesh_command(args)
@@ -192,10 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings()
-    if args.command == "serve":
-        serve(settings, args.host, args.port)
-    elif args.command == "demo":
-        demo_run(settings, args.host, args.port)
+    if args.command in ("serve", "demo"):
+        from pocprint.services.lab import LabDataError
+
+        try:
+            if args.command == "serve":
+                serve(settings, args.host, args.port)
+            else:
+                demo_run(settings, args.host, args.port)
+        except LabDataError as exc:  # a printer, profile or combination file is invalid
+            print(f"pocprint cannot start: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "db":
         from pocprint.store.db import upgrade
 
@@ -205,7 +253,45 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "printers":
         return _printers_check(settings)
     elif args.command == "audit":
+        if args.audit_command == "head":
+            return _audit_head(settings)
         return _audit_verify(settings)
+    elif args.command == "materials":
+        return _materials_list(settings)
+    elif args.command in ("catalog", "identifiers-key"):
+        return run_gate_command(settings, args)
+    return 0
+
+
+def _audit_head(settings: Settings) -> int:
+    """Print the chain head (event count and hash) to copy to a record outside pocprint."""
+    from pocprint.reads.audit import chain_head
+    from pocprint.store.db import make_engine, read_session
+
+    with read_session(make_engine(settings.database_url)) as session:
+        head = chain_head(session)
+    print(f"{head.events} events, head {head.hash}")
+    return 0
+
+
+def _materials_list(settings: Settings) -> int:
+    """Lots (expiry, estimated use) and the lot on each printer with its calibration state."""
+    from pocprint.reads import materials
+    from pocprint.store.db import make_engine, read_session
+
+    with read_session(make_engine(settings.database_url)) as session:
+        lots, printers = materials.lots(session), materials.printers(session)
+    for lot in lots:
+        flag = " EXPIRED" if lot["expired"] else ""
+        print(
+            f"lot {lot['lot_number']} {lot['material']} ({lot['manufacturer']}) expiry "
+            f"{lot['expiry']}{flag}: {lot['remaining_g']} of {lot['quantity_g']} g left, "
+            f"{lot['builds']} build(s)"
+        )
+    for p in printers:
+        loaded = p["lot"].lot_number if p["lot"] else "no lot loaded"
+        cal = p["calibration"]
+        print(f"printer {p['name']}: {loaded}; calibration {cal['state']} (due {cal['next_due']})")
     return 0
 
 

@@ -22,6 +22,8 @@ class Settings:
     printers_dir: Path
     profiles_dir: Path
     secret_key: str
+    # validated printer + material + profile + device type combinations (see README)
+    combinations_file: Path | None = None
     site_name: str = "Point-of-care 3D printing lab"
     max_upload_bytes: int = 200 * 1024 * 1024
     slicer_timeout_s: float = 900.0
@@ -31,6 +33,12 @@ class Settings:
     poll_interval_s: float = 2.0
     printer_timeout_s: float = 4.0
     session_timeout_minutes: int = 30
+    # Clinical gate: account lockout, patient-identifier key (Fernet), catalog and taxonomy.
+    lockout_attempts: int = 5
+    lockout_minutes: int = 15
+    identifiers_key: str | None = None
+    catalog_dir: Path = REPO_ROOT / "config" / "appropriateness"
+    anatomy_file: Path = REPO_ROOT / "config" / "anatomy.toml"
     start_scheduler: bool = True
     testing: bool = False
     extra: dict = field(default_factory=dict)
@@ -73,6 +81,18 @@ def _secret_key(data_dir: Path) -> str:
     return key
 
 
+def _identifiers_key(section: dict, data_dir: Path) -> str | None:
+    """The Fernet key for patient identifiers: environment, else the configured key file
+    (relative to the data directory's secrets/). None: this site stores no identifiers."""
+    if key := os.environ.get("POCPRINT_IDENTIFIERS_KEY"):
+        return key
+    name = section.get("key_file")
+    if not name:
+        return None
+    path = Path(name) if Path(name).is_absolute() else data_dir / "secrets" / name
+    return path.read_text().strip() if path.exists() else None
+
+
 def load_settings(config_file: Path | None = None, **overrides) -> Settings:
     env = os.environ
     config_file = config_file or Path(
@@ -111,6 +131,12 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         poll_interval_s=float(worker.get("poll_interval_s", 2.0)),
         printer_timeout_s=float(worker.get("printer_timeout_s", 4.0)),
         session_timeout_minutes=int(raw.get("session", {}).get("timeout_minutes", 30)),
+        lockout_attempts=int(raw.get("accounts", {}).get("lockout_attempts", 5)),
+        lockout_minutes=int(raw.get("accounts", {}).get("lockout_minutes", 15)),
+        identifiers_key=_identifiers_key(raw.get("identifiers", {}), data_dir),
     )
     values.update(overrides)
+    if values.get("combinations_file") is None:
+        default = Path(values["profiles_dir"]).parent / "validated.toml"
+        values["combinations_file"] = Path(env.get("POCPRINT_VALIDATED_FILE", default))
     return Settings(**values)

@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+# Before pocprint is imported: argon2 with its cheapest parameters for the suite's hundreds of
+# throw-away accounts (still argon2id through the same code; service processes inherit it).
+os.environ.setdefault("POCPRINT_INSECURE_CHEAP_PASSWORD_HASHES_FOR_TESTS", "1")
 
 from pocprint.config import REPO_ROOT, load_settings
 from pocprint.domain.roles import Role
 from pocprint.services.actors import Actor
+from pocprint.services.catalog import load_shipped
 from pocprint.services.fleet import sync_printers
 from pocprint.services.lab import build_lab
 from pocprint.services.users import authenticate, create_user
@@ -103,6 +109,7 @@ def make_settings(tmp_path: Path, database_url: str, printers_dir: Path, **overr
         printers_dir=printers_dir,
         profiles_dir=REPO_ROOT / "printers" / "profiles",
         secret_key=secrets.token_hex(16),
+        identifiers_key=Fernet.generate_key().decode(),
         testing=True,
         poll_interval_s=0.5,
         mesh_interval_s=0.3,
@@ -130,6 +137,7 @@ def lab(tmp_path, database_url, printers_dir):
     upgrade(settings.database_url)
     lab = build_lab(settings)
     sync_printers(lab)
+    load_shipped(lab)
     yield lab
     lab.engine.dispose()
 
@@ -139,7 +147,62 @@ ROLE_USERS = {
     "tech": {Role.TECHNICIAN},
     "rad": {Role.RADIOLOGIST},
     "auditor": {Role.AUDITOR},
+    "presc": {Role.PRESCRIBER},
+    "manager": {Role.LAB_MANAGER},
 }
+
+# A scenario shipped in config/appropriateness/ (usually appropriate, no justification needed).
+USUAL_SCENARIO = "complex-abdominal-aortic-aneurysm@sig-complexity-2024"
+
+
+def order_fields(**overrides) -> dict:
+    """A complete, valid order for services.cases.create_case (Python dates)."""
+    from datetime import date, timedelta
+
+    values = dict(
+        patient_code="PX-0001",
+        indication="Complex abdominal aortic aneurysm, endograft planning",
+        device_type="anatomical_model",
+        needed_by=date.today() + timedelta(days=5),
+        ordering_clinician="Dr A. Vascular",
+        intended_use="surgical_planning",
+        diagnostic_use=False,
+        anatomy=[
+            {
+                "region": "Abdomen",
+                "subregion": "Vessels",
+                "structure": "Abdominal aorta",
+                "laterality": "midline",
+            }
+        ],
+        icd10_code="I71.4",
+        modality="CT",
+        slice_thickness_mm=1.0,
+        regulatory_route="in_house",
+    )
+    values.update(overrides)
+    return values
+
+
+def order_json(**overrides) -> dict:
+    """The same order as JSON for POST /api/v1/cases (dates as ISO text)."""
+    values = order_fields(**overrides)
+    for key in ("needed_by", "procedure_date"):
+        if values.get(key) is not None:
+            values[key] = values[key].isoformat()
+    return values
+
+
+def order_form(**overrides) -> dict:
+    """The same order as the new-case page's form fields."""
+    values = order_json(**overrides)
+    part = values.pop("anatomy")[0]
+    values["diagnostic_use"] = "yes" if values["diagnostic_use"] else "no"
+    values["anatomy_code"] = "|".join(
+        [part["region"], part["subregion"], part.get("structure", "")]
+    )
+    values["anatomy_laterality"] = part["laterality"]
+    return {k: "" if v is None else str(v) for k, v in values.items()}
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ tablet viewport (820 x 1180)."""
 from __future__ import annotations
 
 import shutil
-from datetime import date, timedelta
 
 import pytest
 
@@ -13,7 +12,7 @@ from pocprint.store.db import upgrade
 from conftest import PASSWORD, make_settings, write_printer
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import ServiceProcess
-from spine_helpers import CHROMIUM, E2E_MESH, launch_chromium, make_people
+from spine_helpers import CHROMIUM, E2E_MESH, fill_order_form, launch_chromium, make_people
 
 pytestmark = [pytest.mark.browser, pytest.mark.octoprint]
 TABLET = {"width": 820, "height": 1180}
@@ -62,10 +61,7 @@ def test_technician_orders_uploads_and_sees_the_job_on_the_board(browser, servic
     assert tech.locator(".tile[data-printer=bench-a]").is_visible()
 
     tech.click("text=New case")
-    tech.fill("input[name=patient_code]", "PX-2210")
-    tech.fill("textarea[name=indication]", "Complex abdominal aortic aneurysm")
-    tech.check("input[value=anatomical_model]")
-    tech.fill("input[name=needed_by]", (date.today() + timedelta(days=3)).isoformat())
+    fill_order_form(tech, "PX-2210", "Complex abdominal aortic aneurysm", "anatomical_model")
     tech.click("button:has-text('Create case')")
     tech.wait_for_selector("text=Case created")
     case_url = tech.url
@@ -131,10 +127,7 @@ def test_technician_confirms_the_unit_and_accepts_a_repair_that_needs_attention(
     tech = browser.new_context(viewport=TABLET, has_touch=True).new_page()
     sign_in(tech, base, "tech")
     tech.click("text=New case")
-    tech.fill("input[name=patient_code]", "PX-2211")
-    tech.fill("textarea[name=indication]", "Surgical guide trial")
-    tech.check("input[value=surgical_guide]")
-    tech.fill("input[name=needed_by]", (date.today() + timedelta(days=3)).isoformat())
+    fill_order_form(tech, "PX-2211", "Surgical guide trial", "surgical_guide")
     tech.click("button:has-text('Create case')")
     tech.set_input_files("input[name=mesh]", str(path))
     tech.click("button:has-text('Upload')")

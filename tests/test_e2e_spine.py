@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ import requests
 from pocprint.slicing.prusaslicer import slicer_binary
 from pocprint.store.db import upgrade
 
-from conftest import PASSWORD, make_settings, write_printer
+from conftest import PASSWORD, make_settings, order_json, write_printer
+from fleet_helpers import stock_printers
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import Api, ServiceProcess, wait_for
-from spine_helpers import E2E_MESH, make_people
+from spine_helpers import E2E_MESH, make_people, review_and_approve_case
 
 pytestmark = [pytest.mark.octoprint, pytest.mark.slicer]
 
@@ -38,6 +38,7 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
     settings = make_settings(tmp_path, database_url, printers_dir)
     upgrade(settings.database_url)
     tokens = make_people(settings)
+    stock_printers(settings)  # a printer takes a job only with an in-date lot loaded
     service = ServiceProcess(settings, tmp_path / "service.log").start()
     try:
         tech, rad = Api(service.url, tokens["tech"]), Api(service.url, tokens["rad"])
@@ -45,16 +46,14 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
 
         r = tech.post(
             "/cases",
-            json={
-                "patient_code": "PX-1042",
-                "indication": "Abdominal aortic aneurysm, endograft planning",
-                "device_type": "anatomical_model",
-                "needed_by": (date.today() + timedelta(days=5)).isoformat(),
-            },
+            json=order_json(
+                patient_code="PX-1042", indication="Abdominal aortic aneurysm, endograft planning"
+            ),
         )
         assert r.status_code == 201, r.text
         case = r.json()
         assert case["code"].startswith("C")
+        review_and_approve_case(rad, case["id"])  # the clinical gate's first signature
 
         # The client's file name carries patient identity; pocprint must not keep it.
         r = tech.post(
@@ -77,6 +76,8 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
         assert part["analysis_after"]["watertight"] is True
         assert part["analysis_after"]["volume_mm3"] > 0
 
+        r = rad.post(f"/parts/{part['id']}/segmentation", json={"password": PASSWORD})
+        assert r.status_code == 201, r.text
         # A technician cannot approve; the radiologist signs with the password again.
         assert (
             tech.post(f"/parts/{part['id']}/approval", json={"password": PASSWORD}).status_code

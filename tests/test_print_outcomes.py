@@ -9,6 +9,7 @@ import requests
 from pocprint.store.db import upgrade
 
 from conftest import make_settings, write_printer
+from fleet_helpers import stock_printers
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import Api, ServiceProcess, wait_for
 from spine_helpers import E2E_MESH, make_people, order_and_approve
@@ -24,6 +25,7 @@ def test_cancelled_and_failed_prints_are_recorded_as_such(tmp_path, database_url
         settings = make_settings(tmp_path, database_url, printers_dir)
         upgrade(settings.database_url)
         tokens = make_people(settings)
+        stock_printers(settings)
         service = ServiceProcess(settings, tmp_path / "service.log").start()
         octo = requests.Session()
         octo.headers["X-Api-Key"] = printer.api_key

@@ -18,6 +18,7 @@ from pocprint.store.db import read_session, unit_of_work, upgrade
 from pocprint.store.models import AuditEvent, BuildJob
 
 from conftest import make_settings, write_printer
+from fleet_helpers import stock_printers
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import Api, ServiceProcess, wait_for
 from spine_helpers import E2E_MESH, make_people, order_and_approve
@@ -42,6 +43,7 @@ def setup_service(tmp_path, database_url, printer_url=None, key=None):
     settings = make_settings(tmp_path, database_url, printers_dir)
     upgrade(settings.database_url)
     tokens = make_people(settings)
+    stock_printers(settings)
     service = ServiceProcess(settings, tmp_path / "service.log")
     return settings, service, tokens
 

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from pocprint.domain.states import JobState, PartState
@@ -21,22 +20,14 @@ from pocprint.services.slicing import slice_job
 from pocprint.services.users import authenticate, bootstrap_admin
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import Approval, AuditEvent, BuildJob, Part, User
-from pocprint.trace.audit_chain import verify
 
-from conftest import PASSWORD
+from conftest import PASSWORD, order_fields
 
 SOON = date.today() + timedelta(days=7)
 
 
 def new_case(lab, actor) -> int:
-    return case_service.create_case(
-        lab,
-        actor,
-        patient_code="PX-0001",
-        indication="planning",
-        device_type="anatomical_model",
-        needed_by=SOON,
-    )
+    return case_service.create_case(lab, actor, **order_fields(needed_by=SOON))
 
 
 def cube_stl(path, size=20.0):
@@ -59,23 +50,17 @@ def events(lab, action=None) -> list[AuditEvent]:
         return s.exec(q).all()
 
 
-def test_only_technicians_create_cases(lab, people):
+def test_only_technicians_and_prescribers_create_cases(lab, people):
     assert new_case(lab, people["tech"]) > 0
-    for name in ("rad", "auditor", "admin"):
+    assert new_case(lab, people["presc"]) > 0
+    for name in ("rad", "auditor", "admin", "manager"):
         with pytest.raises(Forbidden):
             new_case(lab, people[name])
 
 
 def test_case_with_a_name_instead_of_a_code_is_refused(lab, people):
     with pytest.raises(Invalid, match="pseudonymous"):
-        case_service.create_case(
-            lab,
-            people["tech"],
-            patient_code="Jane Doe",
-            indication="x",
-            device_type="anatomical_model",
-            needed_by=SOON,
-        )
+        case_service.create_case(lab, people["tech"], **order_fields(patient_code="Jane Doe"))
 
 
 def test_first_admin_gets_a_random_password_only_once(lab):
@@ -87,6 +72,19 @@ def test_first_admin_gets_a_random_password_only_once(lab):
     with read_session(lab.engine) as s:
         stored = s.exec(select(User.password_hash)).one()
     assert stored.startswith("$argon2") and password not in stored
+
+
+def test_the_service_hashes_with_argon2id_at_full_cost_unless_the_test_switch_is_set(
+    monkeypatch,
+):
+    from pocprint.services import users
+
+    monkeypatch.delenv(users.CHEAP_HASHES_FOR_TESTS)
+    hasher = users._make_hasher()
+    # RFC 9106 low-memory profile (OWASP minimum: 19 MiB, 2 passes).
+    assert (hasher.time_cost, hasher.memory_cost, hasher.type.name) == (3, 65536, "ID")
+    monkeypatch.setenv(users.CHEAP_HASHES_FOR_TESTS, "1")
+    assert users._make_hasher().memory_cost < 65536
 
 
 def test_wrong_password_is_refused_and_audited(lab, people):
@@ -245,25 +243,10 @@ def test_slicing_refuses_a_mesh_that_changed_after_approval(lab, people, tmp_pat
     with read_session(lab.engine) as s:
         job = s.get(BuildJob, job_id)
     assert job.state == JobState.SLICE_FAILED
-    assert "no longer matches" in job.error
+    assert "design approval: void" in job.error
     assert job.gcode_sha256 is None
     with unit_of_work(lab.engine) as s, pytest.raises(NotApproved):
         case_service.require_current_approval(s, s.get(BuildJob, job_id))
-
-
-def test_audit_chain_verifies_and_catches_an_edit(lab, people):
-    new_case(lab, people["tech"])
-    new_case(lab, people["tech"])
-    evs = events(lab)
-    check = verify(evs)
-    assert check.ok and check.events == len(evs) >= 6
-    victim = evs[len(evs) // 2]
-    with lab.engine.begin() as conn:  # behind the service's back
-        conn.execute(
-            sa.text("UPDATE audit_event SET actor = 'mallory' WHERE id = :id"), {"id": victim.id}
-        )
-    broken = verify(events(lab))
-    assert not broken.ok and broken.broken_at == victim.id
 
 
 def test_recovery_requeues_cut_off_steps(lab, people, tmp_path):
@@ -311,28 +294,3 @@ def test_several_named_parts_per_case(lab, people, tmp_path):
     with read_session(lab.engine) as s:
         labels = [s.get(Part, i).label for i in (bone, tumour, unnamed)]
     assert labels == ["bone", "tumour", "Part 3"]
-
-
-def test_audit_verify_command_reports_the_first_broken_link(lab, people):
-    import os
-    import subprocess
-    import sys
-
-    new_case(lab, people["tech"])
-    env = dict(
-        os.environ,
-        POCPRINT_DATABASE_URL=lab.settings.database_url,
-        POCPRINT_DATA_DIR=str(lab.settings.data_dir),
-        POCPRINT_PRINTERS_DIR=str(lab.settings.printers_dir),
-    )
-    command = [sys.executable, "-m", "pocprint.cli", "audit", "verify"]
-    ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0 and "audit chain intact" in ok.stdout, ok.stderr
-    victim = events(lab, "case.created")[0]
-    with lab.engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE audit_event SET reason = 'edited' WHERE id = :id"), {"id": victim.id}
-        )
-    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert broken.returncode == 1
-    assert f"BROKEN at event {victim.id}" in broken.stderr

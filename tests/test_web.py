@@ -4,7 +4,6 @@ bad uploads through HTTP, and the OpenAPI document."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
 
 import pytest
 from sqlmodel import select
@@ -14,9 +13,7 @@ from pocprint.store.db import read_session
 from pocprint.store.models import Case, Part
 from pocprint.web import create_app
 
-from conftest import PASSWORD
-
-SOON = (date.today() + timedelta(days=4)).isoformat()
+from conftest import PASSWORD, order_form, order_json
 
 
 @pytest.fixture
@@ -66,13 +63,10 @@ def test_technician_creates_a_case_through_the_form(app, lab):
     page = client.get("/cases/new").get_data(as_text=True)
     response = client.post(
         "/cases/new",
-        data={
-            "csrf_token": csrf_of(page),
-            "patient_code": "PX-77",
-            "indication": "Complex acetabular fracture",
-            "device_type": "anatomical_model",
-            "needed_by": SOON,
-        },
+        data=dict(
+            order_form(patient_code="PX-77", indication="Complex acetabular fracture"),
+            csrf_token=csrf_of(page),
+        ),
     )
     assert response.status_code == 303
     detail = client.get(response.headers["Location"]).get_data(as_text=True)
@@ -86,12 +80,7 @@ def test_form_post_without_csrf_changes_nothing(app, lab):
     login(client, "tech")
     response = client.post(
         "/cases/new",
-        data={
-            "patient_code": "PX-1",
-            "indication": "x",
-            "device_type": "anatomical_model",
-            "needed_by": SOON,
-        },
+        data=order_form(patient_code="PX-1"),
     )
     assert response.status_code == 303
     with read_session(lab.engine) as s:
@@ -105,6 +94,7 @@ def test_form_post_without_csrf_changes_nothing(app, lab):
         ("auditor", "/cases/new", False),
         ("admin", "/cases/new", False),
         ("tech", "/cases/new", True),
+        ("presc", "/cases/new", True),
         ("auditor", "/board/", True),
         ("rad", "/cases/", True),
     ],
@@ -130,13 +120,10 @@ def test_bad_upload_through_the_form_shows_the_reason_and_stores_nothing(app, la
     page = client.get("/cases/new").get_data(as_text=True)
     created = client.post(
         "/cases/new",
-        data={
-            "csrf_token": csrf_of(page),
-            "patient_code": "PX-9",
-            "indication": "x",
-            "device_type": "surgical_guide",
-            "needed_by": SOON,
-        },
+        data=dict(
+            order_form(patient_code="PX-9", device_type="surgical_guide"),
+            csrf_token=csrf_of(page),
+        ),
     )
     case_url = created.headers["Location"]
     token = csrf_of(client.get(case_url).get_data(as_text=True))
@@ -159,12 +146,7 @@ def test_api_needs_a_token_or_a_session_with_csrf(app, lab):
     assert client.get("/api/v1/cases", headers={"Authorization": "Bearer nope"}).status_code == 401
     token = create_api_token(lab, "tech")
     auth = {"Authorization": f"Bearer {token}"}
-    body = {
-        "patient_code": "PX-5",
-        "indication": "x",
-        "device_type": "anatomical_model",
-        "needed_by": SOON,
-    }
+    body = order_json(patient_code="PX-5")
     assert client.post("/api/v1/cases", json=body, headers=auth).status_code == 201
     # A signed-in browser session must send the CSRF token for state changes.
     login(client, "tech")
@@ -179,12 +161,7 @@ def test_api_refuses_bad_bodies_and_wrong_roles(app, lab):
     client = app.test_client()
     rad = {"Authorization": f"Bearer {create_api_token(lab, 'rad')}"}
     tech = {"Authorization": f"Bearer {create_api_token(lab, 'tech')}"}
-    body = {
-        "patient_code": "PX-5",
-        "indication": "x",
-        "device_type": "anatomical_model",
-        "needed_by": SOON,
-    }
+    body = order_json(patient_code="PX-5")
     assert client.post("/api/v1/cases", json=body, headers=rad).status_code == 403
     bad = dict(body, device_type="implant")
     assert client.post("/api/v1/cases", json=bad, headers=tech).status_code == 422
@@ -238,12 +215,7 @@ def test_upload_over_the_limit_gets_a_clear_refusal(lab, people):
     client = app.test_client()
     token = create_api_token(lab, "tech")
     auth = {"Authorization": f"Bearer {token}"}
-    body = {
-        "patient_code": "PX-5",
-        "indication": "x",
-        "device_type": "anatomical_model",
-        "needed_by": SOON,
-    }
+    body = order_json(patient_code="PX-5")
     case_id = client.post("/api/v1/cases", json=body, headers=auth).json["id"]
     # Far over the limit: refused by the web server before the body is read.
     huge = io.BytesIO(b"\0" * (2 * 1024 * 1024))

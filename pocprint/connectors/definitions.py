@@ -24,6 +24,28 @@ TECHNOLOGIES = (
     "vat photopolymerization",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+CONNECTOR_KINDS = ("octoprint", "manual")
+# The validated combinations live beside the printer files but are not a printer.
+COMBINATIONS_FILE = "validated.toml"
+FIELDS = frozenset(
+    {
+        "name",
+        "serial",
+        "model",
+        "connector",
+        "url",
+        "api_key_env",
+        "api_key_file",
+        "technology",
+        "build_volume_mm",
+        "nozzle_mm",
+        "min_feature_mm",
+        "material",
+        "profiles",
+        "calibration_due",
+        "demo",
+    }
+)
 
 
 class DefinitionError(ValueError):
@@ -42,12 +64,18 @@ class PrinterDefinition:
     technology: str
     build_volume: tuple[float, float, float]
     nozzle_mm: float | None
+    min_feature_mm: float | None
     material: str
     profiles: tuple[str, ...]
     calibration_due: date | None
     sha256: str
     path: Path
     demo: bool = False  # an OctoPrint virtual printer that `make run` starts itself
+
+    @property
+    def manual(self) -> bool:
+        """No network API: the technician downloads the G-code and confirms start and end."""
+        return self.connector == "manual"
 
     def api_key(self, secrets_dir: Path) -> str | None:
         if self.api_key_env:
@@ -74,24 +102,55 @@ def _require(raw: dict, key: str, kind: type, path: Path):
     return value
 
 
+def _optional_positive(raw: dict, key: str, path: Path) -> float | None:
+    if key not in raw:
+        return None
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DefinitionError(f"{path.name}: field '{key}' must be a positive number of mm")
+    return float(value)
+
+
 def load_definition(path: Path, known_profiles: set[str] | None = None) -> PrinterDefinition:
     data = path.read_bytes()
     try:
         raw = tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DefinitionError(f"{path.name}: not valid TOML ({exc})") from exc
-    name = _require(raw, "name", str, path)
-    if not NAME.match(name):
-        raise DefinitionError(f"{path.name}: name must be lower-case letters, digits and dashes")
-    connector = _require(raw, "connector", str, path)
-    url = raw.get("url")
-    if connector != "manual" and not url:
-        raise DefinitionError(f"{path.name}: connector '{connector}' needs a 'url'")
     if "api_key" in raw:
         raise DefinitionError(
             f"{path.name}: API keys must not be written in printer files; "
             "use api_key_env or api_key_file"
         )
+    unknown = sorted(set(raw) - FIELDS)
+    if unknown:
+        raise DefinitionError(
+            f"{path.name}: unknown field(s) {', '.join(unknown)}; "
+            f"known fields: {', '.join(sorted(FIELDS))}"
+        )
+    name = _require(raw, "name", str, path)
+    if not NAME.match(name):
+        raise DefinitionError(f"{path.name}: name must be lower-case letters, digits and dashes")
+    serial = _require(raw, "serial", str, path).strip()
+    if not serial:
+        raise DefinitionError(f"{path.name}: serial must not be empty")
+    connector = _require(raw, "connector", str, path)
+    if connector not in CONNECTOR_KINDS:
+        raise DefinitionError(
+            f"{path.name}: connector must be one of {', '.join(CONNECTOR_KINDS)} "
+            f"(got {connector!r}); use 'manual' for a printer without a network API"
+        )
+    url = raw.get("url")
+    if connector != "manual":
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DefinitionError(
+                f"{path.name}: connector '{connector}' needs a 'url' starting with http:// or https://"
+            )
+        if not raw.get("api_key_env") and not raw.get("api_key_file"):
+            raise DefinitionError(
+                f"{path.name}: connector '{connector}' needs api_key_env (an environment "
+                "variable) or api_key_file (a file under the data directory's secrets/)"
+            )
     technology = _require(raw, "technology", str, path)
     if technology not in TECHNOLOGIES:
         raise DefinitionError(
@@ -109,12 +168,15 @@ def load_definition(path: Path, known_profiles: set[str] | None = None) -> Print
                 raise DefinitionError(
                     f"{path.name}: profile '{profile}' not found in printers/profiles/"
                 )
-    due = raw.get("calibration_due")
-    if due is not None and not isinstance(due, date):
-        raise DefinitionError(f"{path.name}: calibration_due must be a date (YYYY-MM-DD)")
+    due = _require(raw, "calibration_due", date, path)
+    nozzle = _optional_positive(raw, "nozzle_mm", path)
+    min_feature = _optional_positive(raw, "min_feature_mm", path)
+    material = _require(raw, "material", str, path).strip()
+    if not material:
+        raise DefinitionError(f"{path.name}: material must name the loaded material, e.g. PLA")
     return PrinterDefinition(
         name=name,
-        serial=_require(raw, "serial", str, path),
+        serial=serial,
         connector=connector,
         url=url,
         api_key_env=raw.get("api_key_env"),
@@ -122,8 +184,9 @@ def load_definition(path: Path, known_profiles: set[str] | None = None) -> Print
         model=raw.get("model", ""),
         technology=technology,
         build_volume=tuple(float(v) for v in volume),
-        nozzle_mm=float(raw["nozzle_mm"]) if "nozzle_mm" in raw else None,
-        material=_require(raw, "material", str, path),
+        nozzle_mm=nozzle,
+        min_feature_mm=min_feature,
+        material=material,
         profiles=profiles,
         calibration_due=due,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -136,7 +199,12 @@ def load_definitions(
     directory: Path, known_profiles: set[str] | None = None
 ) -> dict[str, PrinterDefinition]:
     definitions: dict[str, PrinterDefinition] = {}
-    for path in sorted(Path(directory).glob("*.toml")):
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DefinitionError(f"printer directory {directory} not found")
+    for path in sorted(directory.glob("*.toml")):
+        if path.name == COMBINATIONS_FILE:
+            continue
         definition = load_definition(path, known_profiles)
         if definition.name in definitions:
             raise DefinitionError(f"{path.name}: printer name '{definition.name}' is used twice")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pocprint.connectors.base import PrinterConnector
+from pocprint.connectors.manual import ManualConnector
 from pocprint.connectors.octoprint import OctoPrintConnector
 
 ConnectorFactory = Callable[..., PrinterConnector]
@@ -19,8 +20,13 @@ def _octoprint(*, url: str, api_key: str | None, timeout: float) -> PrinterConne
     return OctoPrintConnector(url, api_key, timeout=timeout)
 
 
+def _manual(*, url: str, api_key: str | None, timeout: float) -> PrinterConnector:
+    return ManualConnector()
+
+
 CONNECTORS: dict[str, ConnectorFactory] = {
     "octoprint": _octoprint,
+    "manual": _manual,
 }
 
 

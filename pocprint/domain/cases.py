@@ -42,3 +42,106 @@ def case_problems(
     elif needed_by < today:
         problems.append("needed-by date is in the past")
     return problems
+
+
+class IntendedUse(StrEnum):
+    SURGICAL_PLANNING = "surgical_planning"
+    INTRAOPERATIVE_GUIDE = "intraoperative_guide"
+    PATIENT_COMMUNICATION = "patient_communication"
+    EDUCATION = "education"
+
+    @property
+    def label(self) -> str:
+        return (
+            self.value.replace("_", " ").replace("intraoperative", "intra-operative").capitalize()
+        )
+
+
+class RegulatoryRoute(StrEnum):
+    """Selects the documents a case needs (DOMAIN.md section 4)."""
+
+    IN_HOUSE = "in_house"  # EU MDR Art. 5(5)
+    CUSTOM_MADE = "custom_made"  # EU MDR Art. 2(3), Annex XIII: needs a prescription
+    MANUFACTURER_SYSTEM = "manufacturer_system"
+    NOT_A_DEVICE = "not_a_device"
+
+    @property
+    def label(self) -> str:
+        return {
+            "in_house": "In-house device (MDR Art. 5(5))",
+            "custom_made": "Custom-made device (MDR Art. 2(3))",
+            "manufacturer_system": "Manufacturer's validated system",
+            "not_a_device": "Not a medical device",
+        }[self.value]
+
+
+MODALITIES = ("CT", "MR", "US", "XA", "PT", "NM", "CBCT", "other")
+SLICE_WARNING_MM = 2.0  # thicker CT slices lose the detail a model needs (DOMAIN.md section 8)
+
+
+def order_problems(order: dict, today: date) -> list[str]:
+    """Everything but the anatomy taxonomy and ICD-10 format, which have their own modules."""
+    problems = case_problems(
+        order.get("patient_code", ""),
+        order.get("indication", ""),
+        order.get("device_type", ""),
+        order.get("needed_by"),
+        today,
+    )
+    if not (order.get("ordering_clinician") or "").strip():
+        problems.append("ordering clinician is required")
+    if order.get("intended_use") not in {u.value for u in IntendedUse}:
+        problems.append(
+            "intended use must be surgical planning, intra-operative guide, "
+            "patient communication or education"
+        )
+    if not isinstance(order.get("diagnostic_use"), bool):
+        problems.append("say whether the model is for diagnostic use (yes or no)")
+    procedure = order.get("procedure_date")
+    needed_by = order.get("needed_by")
+    if procedure is not None and needed_by is not None and needed_by > procedure:
+        problems.append("needed-by date is after the procedure date")
+    modality = order.get("modality")
+    if modality and modality not in MODALITIES:
+        problems.append(f"modality must be one of {', '.join(MODALITIES)}")
+    thickness = order.get("slice_thickness_mm")
+    if thickness is not None and not 0 < thickness <= 20:
+        problems.append("slice thickness must be between 0 and 20 mm")
+    route = order.get("regulatory_route")
+    if route not in {r.value for r in RegulatoryRoute}:
+        problems.append("regulatory route must be in-house, custom-made, manufacturer or none")
+    if route == RegulatoryRoute.CUSTOM_MADE:
+        for field, label in (
+            ("prescriber_name", "prescriber"),
+            ("prescriber_qualification", "prescriber's qualification"),
+            ("design_characteristics", "design characteristics set by the prescriber"),
+        ):
+            if not (order.get(field) or "").strip():
+                problems.append(f"a custom-made device needs the {label}")
+    for field, limit in (
+        ("ordering_clinician", 200),
+        ("ordering_contact", 100),
+        ("accession_number", 64),
+        ("segmentation_software", 100),
+        ("segmentation_version", 50),
+        ("prescriber_name", 200),
+        ("prescriber_qualification", 200),
+        ("design_characteristics", 4000),
+    ):
+        if len(order.get(field) or "") > limit:
+            problems.append(f"{field.replace('_', ' ')} is longer than {limit} characters")
+    return problems
+
+
+def order_warnings(order: dict) -> list[str]:
+    """Not refusals: things the reviewer must see."""
+    warnings = []
+    thickness = order.get("slice_thickness_mm")
+    if thickness is not None and thickness > SLICE_WARNING_MM:
+        warnings.append(
+            f"slice thickness {thickness:g} mm is above {SLICE_WARNING_MM:g} mm: "
+            "small structures may be lost in the model"
+        )
+    if order.get("diagnostic_use") and not (order.get("segmentation_software") or "").strip():
+        warnings.append("diagnostic use: name the (cleared) segmentation software and version")
+    return warnings

@@ -299,8 +299,8 @@ def analyse_welded_details(
 ) -> tuple[MeshAnalysis, dict]:
     """``analyse_welded`` plus the intermediate arrays, so a caller (the repair) can reuse
     them instead of computing them again: ``edges`` (``edge_table``), ``shell_labels`` (shell
-    of each face, shells joined across manifold edges only) and ``shell_faces`` (face count
-    per shell)."""
+    of each face, shells joined across manifold edges only), ``shell_faces`` (face count
+    per shell) and ``non_manifold_vertex_mask``."""
     if len(faces) == 0:
         zero = (0.0, 0.0, 0.0)
         empty = MeshAnalysis(0, 0, 0, 0, 0, False, True, None, 0.0, zero, zero, zero, 0, 0)
@@ -322,10 +322,12 @@ def analyse_welded_details(
     volume = signed_volume(vertices, faces) if watertight else None
     lo = vertices.min(axis=0)
     hi = vertices.max(axis=0)
+    pinched = non_manifold_vertex_mask(faces, (edge_id, counts), len(vertices))
     details = {
         "edges": (edge_id, counts),
         "shell_labels": shell_labels,
         "shell_faces": np.bincount(shell_labels, minlength=shells),
+        "non_manifold_vertex_mask": pinched,
     }
     analysis = MeshAnalysis(
         triangles=len(faces),
@@ -342,9 +344,7 @@ def analyse_welded_details(
         extents=tuple(float(x) for x in hi - lo),
         duplicate_faces=int(len(faces) - unique_faces),
         degenerate_faces=degenerate,
-        non_manifold_vertices=int(
-            non_manifold_vertex_mask(faces, (edge_id, counts), len(vertices)).sum()
-        ),
+        non_manifold_vertices=int(pinched.sum()),
         holes=len(loops),
         largest_hole_edges=loops[0] if loops else 0,
         inside_out=bool(volume is not None and volume < 0),

@@ -41,6 +41,7 @@ from pocprint.mesh.analyse import (
     thin_walls,
     weld_exact,
 )
+from pocprint.mesh.close import close_candidate
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
@@ -48,8 +49,6 @@ from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
 
-# Rounds of (non-manifold repair, hole closing); see _run_filters.
-ROUNDS = 2
 # Largest patches/removed regions listed individually in the report (largest first).
 _DETAIL_LIMIT = 10
 
@@ -72,6 +71,9 @@ class RepairResult:
     warnings: list[str] = field(default_factory=list)  # shown, never change the verdict
     # How figures with more than one way of computing them were obtained.
     methods: dict[str, str] = field(default_factory=dict)
+    # The closed candidate made when the standard repair fails the gate (close.py): whether
+    # it is the delivered mesh, what it did, and the standard repair's own figures.
+    candidate: dict = field(default_factory=lambda: {"used": False})
 
     def report(self) -> dict:
         """JSON-ready record of the repair (everything except the mesh itself)."""
@@ -88,6 +90,7 @@ class RepairResult:
             "library_versions": dict(self.library_versions),
             "duration_s": dict(self.duration_s),
             "methods": dict(self.methods),
+            "candidate": dict(self.candidate),
         }
 
 
@@ -155,11 +158,32 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
         t1 = clock()
         # Nothing changed: the figures of the input hold for the output.
-        after = before if f1 is f0 else analyse_welded(v1, f1, edges)
+        after_details = details
+        if f1 is not f0:
+            after, after_details = analyse_welded_details(v1, f1, edges)
+        else:
+            after = before
         spent["analysis"] += clock() - t1
         t1 = clock()
         gate = _gate(v1, f1, edges, after)
         spent["gate"] += clock() - t1
+        standard_reasons = _gate_reasons(gate, after, settings)
+        candidate: dict = {"used": False}
+        if not gate["passed"] and len(f1):
+            t1 = clock()
+            made = _closed_candidate(
+                v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
+            )
+            spent["candidate"] = clock() - t1
+            candidate = made["record"]
+            if made["mesh"] is not None:
+                candidate["standard_repair"] = {
+                    "after": after.to_dict(),
+                    "gate": gate,
+                    "reasons": standard_reasons,
+                }
+                v1, f1, edges, after, gate = made["mesh"]
+                repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
         t1 = clock()
         fidelity, match = _fidelity_and_match(v0, f0, v1, f1)
         spent["fidelity"] += clock() - t1
@@ -183,7 +207,11 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     after = replace(after, self_intersecting_faces=si_after, thin_walls=walls)
     t7 = clock()
 
-    reasons = _gate_reasons(gate, after, settings) + _fidelity_reasons(fidelity, settings)
+    if candidate["used"]:
+        reasons = _candidate_reasons(candidate, settings) + _gate_reasons(gate, after, settings)
+    else:
+        reasons = standard_reasons
+    reasons += _fidelity_reasons(fidelity, settings)
     return RepairResult(
         mesh=repaired,
         before=before,
@@ -204,6 +232,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         settings=asdict(settings),
         warnings=_warnings(before, after),
         methods={"self_intersections_after": si_method},
+        candidate=candidate,
     )
 
 
@@ -296,16 +325,6 @@ def _largest_component_faces(faces: np.ndarray) -> int:
     return int(np.bincount(labels, minlength=n).max())
 
 
-def _has_non_manifold_edge(ms: pymeshlab.MeshSet) -> bool:
-    """Whether an edge is shared by more than two faces in the current (welded) mesh."""
-    faces = np.asarray(ms.current_mesh().face_matrix(), dtype=np.int64)
-    if len(faces) == 0:
-        return False
-    pairs = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    keys = np.sort(pairs.min(axis=1) * np.int64(faces.max() + 1) + pairs.max(axis=1))
-    return bool((keys[2:] == keys[:-2]).any())
-
-
 def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[dict]) -> None:
     _apply(ms, steps, "meshing_remove_duplicate_vertices")
     _apply(ms, steps, "meshing_remove_duplicate_faces")
@@ -334,39 +353,31 @@ def _run_filters(ms: pymeshlab.MeshSet, settings: RepairSettings, steps: list[di
             removeunref=True,
         )
     del snapshot
-    # MeshLab splits non-manifold vertices into coincident copies, which every STL reader
-    # welds again, and filling a hole can create a non-manifold edge while removing one
-    # opens a hole. So each round ends by re-welding (the result is gated and saved welded,
-    # as a slicer sees it) and a second round repairs what welding brought back.
-    for round_number in range(1, ROUNDS + 1):
-        # "Split Vertices" is not used: in pymeshlab 2025.7 it leaves thousands of
-        # unreferenced vertices, some later NaN, on the corpus's non-manifold meshes.
-        _apply(ms, steps, "meshing_repair_non_manifold_edges", method="Remove Faces")
-        _apply(ms, steps, "meshing_repair_non_manifold_vertices", vertdispratio=0.0)
-        if ms.current_mesh().face_number() == 0:
-            return
-        _apply(
-            ms,
-            steps,
-            "meshing_close_holes",
-            maxholesize=settings.max_hole_edges,
-            selected=False,
-            newfaceselected=False,
-            selfintersection=True,
-            refinehole=False,
-        )
-        _apply(ms, steps, "meshing_remove_duplicate_vertices")
-        if not _has_non_manifold_edge(ms):
-            if round_number < ROUNDS:
-                steps.append(
-                    {
-                        "filter": "repair_round",
-                        "params": {"round": round_number + 1},
-                        "skipped": "round 1 left no non-manifold edge after re-welding; "
-                        "only those call for another round (removing them opens holes)",
-                    }
-                )
-            break
+    # One round of non-manifold repair and hole closing. MeshLab splits non-manifold vertices
+    # into coincident copies, which every STL reader welds again, and filling a hole can
+    # create a non-manifold edge while removing one opens a hole. The result is re-welded
+    # (it is gated and saved welded, as a slicer sees it); what welding brings back fails the
+    # gate and goes to the closed candidate (close.py), which cuts such geometry apart instead
+    # of removing it. A second round used to run here: on the corpus it never turned a part
+    # into "repaired" (all 9 files that ran it still needed attention) and it cost ~5 s on
+    # the defective 2M-triangle mesh.
+    # "Split Vertices" is not used: in pymeshlab 2025.7 it leaves thousands of
+    # unreferenced vertices, some later NaN, on the corpus's non-manifold meshes.
+    _apply(ms, steps, "meshing_repair_non_manifold_edges", method="Remove Faces")
+    _apply(ms, steps, "meshing_repair_non_manifold_vertices", vertdispratio=0.0)
+    if ms.current_mesh().face_number() == 0:
+        return
+    _apply(
+        ms,
+        steps,
+        "meshing_close_holes",
+        maxholesize=settings.max_hole_edges,
+        selected=False,
+        newfaceselected=False,
+        selfintersection=True,
+        refinehole=False,
+    )
+    _apply(ms, steps, "meshing_remove_duplicate_vertices")
     _apply(ms, steps, "meshing_re_orient_faces_coherently")
     _apply(ms, steps, "meshing_remove_unreferenced_vertices")
 
@@ -452,6 +463,79 @@ def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
     t = np.einsum("ij,ij->i", e2, q) * inv
     hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
     return int(hit.sum())
+
+
+# ----------------------------------------------------------------------------- candidate
+
+
+def _closed_candidate(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray],
+    pinched: np.ndarray,
+    steps: list[dict],
+) -> dict:
+    """Closed candidate of a mesh that failed the gate (see ``close.close_candidate``).
+
+    Returns ``{"record": ..., "mesh": (v, f, edges, after, gate) or None}``: the mesh only
+    when the candidate passes the same gate (it is gated as saved: float32 coordinates).
+    """
+    v, f, edges, done = close_candidate(vertices, faces, edges, pinched)
+    record: dict = {"used": False, **done}
+    step = {"filter": "closed_candidate", "params": {"module": "pocprint.mesh.close"}, **done}
+    steps.append(step)
+    if len(f) == 0:
+        record["not_used"] = step["not_used"] = "nothing closed could be made"
+        return {"record": record, "mesh": None}
+    as_saved = np.asarray(v, dtype=np.float32).astype(np.float64)
+    if len(group_identical_rows(as_saved)[1]) != len(v):
+        # The saved (float32) file would merge vertices: gate what would be saved.
+        v, f = weld_exact(as_saved, f)
+        edges = edge_table(f, len(v))
+        record["rounded_to_float32"] = True
+    f, edges = _orient_outwards(v, f, edges, steps)
+    after = analyse_welded(v, f, edges)
+    gate = _gate(v, f, edges, after)
+    if not gate["passed"]:
+        record["not_used"] = step["not_used"] = f"the candidate failed the gate too: {gate}"
+        return {"record": record, "mesh": None}
+    record["used"] = True
+    return {"record": record, "mesh": (v, f, edges, after, gate)}
+
+
+def _candidate_reasons(candidate: dict, settings: RepairSettings) -> list[str]:
+    """Why a delivered candidate is never "repaired": what the standard repair could not do
+    within the limits, and what the candidate did beyond them."""
+    reasons = [
+        "Within the configured limits the automatic repair could not make this part "
+        "printable: " + " ".join(candidate["standard_repair"]["reasons"])
+    ]
+    done = []
+    if candidate["split_vertices"]:
+        done.append(
+            f"cut {candidate['cut_non_manifold_edges']} non-manifold and "
+            f"{candidate['cut_incoherent_edges']} wrongly wound edge(s) apart at "
+            f"{candidate['split_vertices']} vertices (copies moved by up to "
+            f"{candidate['max_split_offset_mm']:.4f} mm)"
+        )
+    if candidate["open_borders"]:
+        done.append(
+            f"closed {candidate['open_borders']} open border(s) of any size, the largest of "
+            f"{candidate['largest_border_closed_edges']} edges (limit for automatic closing: "
+            f"{settings.max_hole_edges})"
+        )
+    if candidate["shells_dropped"]:
+        done.append(
+            f"dropped {candidate['shells_dropped']} shell(s) ({candidate['faces_dropped']} "
+            "faces) that enclose no volume"
+        )
+    reasons.append(
+        "pocprint made a closed, two-manifold candidate for a technician to review: "
+        + ("; ".join(done) or "no further change")
+        + ". It is printable, but it is not called repaired: check the invented and removed "
+        "surface below and accept it only with a reason."
+    )
+    return reasons
 
 
 # ----------------------------------------------------------------------------- gate
@@ -763,11 +847,12 @@ def _after_self_intersections(
 
     MeshLab flags a face when it intersects another face; each pair whose bounding boxes
     overlap is tested once (lower index first) by a test that depends only on the two faces'
-    corner positions, corner order and shared vertices. When no vertex moved and none was
-    added (every repaired vertex is an original one), a kept face with its original corner
-    order and the same relative face order ("unchanged"; a face moved to another place in the
-    face list counts as changed) is tested against another unchanged face exactly as before
-    the repair. So an unchanged face that was not flagged before can
+    corner positions, corner order and shared vertices. A kept face whose corners are original
+    vertices that did not move, in their original order, and in the same relative face order
+    ("unchanged"; a face moved to another place in the face list, or with a moved corner such
+    as a copy of a split vertex, counts as changed) is tested against another unchanged face
+    exactly as before the repair: repaired vertices have distinct positions (welded), so two
+    unchanged faces share a vertex exactly when their original faces did. So an unchanged face that was not flagged before can
     only be flagged now by a changed face (invented, or with its corners reordered), whose
     bounding box it must then overlap. Counting on the sub-mesh of: changed faces, unchanged
     faces flagged before, and unchanged faces near a changed face's bounding box (a superset
@@ -783,11 +868,13 @@ def _after_self_intersections(
         match["origin"],
     )
     full = "whole repaired mesh"
-    if (nearest < 0).any() or (displacement != 0).any() or len(v1) > len(v0):
-        return count_self_intersections(v1, f1), full + " (vertices moved or were added)"
+    if (nearest < 0).any():
+        return count_self_intersections(v1, f1), full
     unchanged = kept.copy()
     idx = np.flatnonzero(kept)
-    unchanged[idx] = (nearest[f1[idx]] == f0[origin[idx]]).all(axis=1)
+    unchanged[idx] = (nearest[f1[idx]] == f0[origin[idx]]).all(axis=1) & (
+        displacement[f1[idx]] == 0
+    ).all(axis=1)
     unchanged[np.flatnonzero(unchanged)[_out_of_order(origin[unchanged])]] = False
     include = ~unchanged
     include[unchanged] = flagged0[origin[unchanged]]

@@ -21,6 +21,7 @@ def case_list(session: Session, limit: int = 200) -> list[dict]:
             "indication": c.indication,
             "needed_by": c.needed_by,
             "parts": counts.get(c.id, 0),
+            "review_status": c.review_status,
         }
         for c in rows
     ]

@@ -3,49 +3,99 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from pathlib import Path
 
 from sqlmodel import Session, select
 
-from pocprint.domain.cases import case_problems
+from pocprint.domain.anatomy import anatomy_problems, clean_parts
+from pocprint.domain.cases import RegulatoryRoute, order_problems
+from pocprint.domain.icd10 import icd10_problem, normalise_icd10
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PartState, Verdict, advance_part
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import check_upload, detect_format
-from pocprint.services import audit
+from pocprint.services import audit, gate, signatures
+from pocprint.services import identifiers as identifier_service
 from pocprint.services.actors import Actor
+from pocprint.services.anatomy import taxonomy
 from pocprint.services.errors import BadMesh, Invalid, NotApproved, NotFound, WrongState
 from pocprint.services.lab import Lab
-from pocprint.services.users import reauthenticate
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import Approval, BuildJob, Case, Part, utcnow
 
-APPROVED_DESIGN = "approved design"
+APPROVED_DESIGN = gate.APPROVED_DESIGN
 
 
-def create_case(
-    lab: Lab,
-    actor: Actor,
-    *,
-    patient_code: str,
-    indication: str,
-    device_type: str,
-    needed_by: date | None,
-) -> int:
-    actor.require(Permission.CREATE_CASE)
-    problems = case_problems(patient_code, indication, device_type, needed_by, utcnow().date())
+ORDER_FIELDS = (
+    "patient_code",
+    "indication",
+    "device_type",
+    "needed_by",
+    "ordering_clinician",
+    "ordering_contact",
+    "icd10_code",
+    "intended_use",
+    "diagnostic_use",
+    "anatomy",
+    "procedure_date",
+    "accession_number",
+    "modality",
+    "slice_thickness_mm",
+    "segmentation_software",
+    "segmentation_version",
+    "regulatory_route",
+    "prescriber_name",
+    "prescriber_qualification",
+    "design_characteristics",
+)
+_TEXT = {
+    "ordering_clinician",
+    "ordering_contact",
+    "segmentation_software",
+    "segmentation_version",
+    "prescriber_name",
+    "prescriber_qualification",
+    "design_characteristics",
+}
+
+
+def _clean_order(lab: Lab, order: dict) -> dict:
+    """Validate a whole order; all problems are reported at once, nothing is written."""
+    unknown = set(order) - set(ORDER_FIELDS)
+    if unknown:
+        raise Invalid(f"unknown order fields: {', '.join(sorted(unknown))}")
+    values = {k: order.get(k) for k in ORDER_FIELDS}
+    values["regulatory_route"] = values["regulatory_route"] or RegulatoryRoute.IN_HOUSE.value
+    for key in _TEXT:
+        values[key] = (values[key] or "").strip()
+    for key in ("accession_number", "modality"):
+        values[key] = (values[key] or "").strip() or None
+    values["anatomy"] = clean_parts(values["anatomy"] or [])
+    problems = order_problems(values, utcnow().date())
+    problems += anatomy_problems(values["anatomy"], taxonomy(lab.settings.anatomy_file))
+    if icd_problem := icd10_problem(values["icd10_code"]):
+        problems.append(icd_problem)
     if problems:
         raise Invalid("; ".join(problems))
+    values["icd10_code"] = normalise_icd10(values["icd10_code"])
+    values["patient_code"] = values["patient_code"].strip()
+    values["indication"] = values["indication"].strip()
+    return values
+
+
+def create_case(lab: Lab, actor: Actor, *, patient_identifiers: dict | None = None, **order) -> int:
+    """Open an order. Fields: ORDER_FIELDS (see domain/cases.py for what is required).
+
+    `patient_identifiers` ({name, record_number, birth_date}) are optional and only accepted
+    where the site configured an identifiers key; they are stored encrypted, never logged.
+    """
+    actor.require(Permission.CREATE_CASE)
+    values = _clean_order(lab, order)
+    identifiers = identifier_service.clean(patient_identifiers)
+    token = identifier_service.encrypt(lab.settings, identifiers) if identifiers else None
     with unit_of_work(lab.engine) as session:
-        case = Case(
-            code=uuid.uuid4().hex[:32],
-            patient_code=patient_code.strip(),
-            indication=indication.strip(),
-            device_type=device_type,
-            needed_by=needed_by,
-            created_by=actor.user_id,
-        )
+        case = Case(code=uuid.uuid4().hex[:32], created_by=actor.user_id, **values)
+        case.patient_identifiers = token
         session.add(case)
         session.flush()
         case.code = f"C{case.created_at:%Y}-{case.id:05d}"
@@ -55,14 +105,58 @@ def create_case(
             "case.created",
             "case",
             case.code,
-            after={
-                "patient_code": case.patient_code,
-                "indication": case.indication,
-                "device_type": device_type,
-                "needed_by": needed_by,
-            },
+            after={**values, "patient_identifiers": "stored encrypted" if token else None},
         )
         return case.id
+
+
+def update_case(lab: Lab, actor: Actor, case_id: int, **changes) -> list[str]:
+    """Change an order. A change to what the reviewer judged voids the review signature and
+    sends the case back to review. Returns the names of the fields that changed."""
+    actor.require(Permission.CREATE_CASE)
+    with unit_of_work(lab.engine) as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"no case {case_id}")
+        if case.review_status == "rejected":
+            raise WrongState(f"case {case.code} was rejected at review; it cannot be changed")
+        before = {k: getattr(case, k) for k in ORDER_FIELDS}
+        values = _clean_order(lab, {**before, **changes})
+        changed = [k for k in ORDER_FIELDS if values[k] != before[k]]
+        if not changed:
+            return []
+        reviewed_before = gate.order_content(case)
+        for key in changed:
+            setattr(case, key, values[key])
+        status_before = case.review_status
+        if case.review_status == "info_requested" or (
+            case.review_status == "approved" and gate.order_content(case) != reviewed_before
+        ):
+            case.review_status = "awaiting_review"
+        audit.record(
+            session,
+            actor,
+            "case.updated",
+            "case",
+            case.code,
+            before={**{k: before[k] for k in changed}, "review_status": status_before},
+            after={**{k: values[k] for k in changed}, "review_status": case.review_status},
+        )
+        return changed
+
+
+def read_identifiers(lab: Lab, actor: Actor, case_id: int) -> dict | None:
+    """Decrypt a case's patient identifiers for someone allowed to see them; audited."""
+    actor.require(Permission.VIEW_IDENTIFIERS)
+    with unit_of_work(lab.engine) as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"no case {case_id}")
+        if case.patient_identifiers is None:
+            return None
+        values = identifier_service.decrypt(lab.settings, case.patient_identifiers)
+        audit.record(session, actor, "case.identifiers_viewed", "case", case.code)
+        return values
 
 
 def upload_part(
@@ -83,6 +177,8 @@ def upload_part(
         case = session.get(Case, case_id)
         if case is None:
             raise NotFound(f"no case {case_id}")
+        if case.review_status == gate.REJECTED:
+            raise NotApproved(f"case {case.code} was rejected at appropriateness review")
         sha, size = lab.blobs.put_file(upload_path)
         count = len(session.exec(select(Part.id).where(Part.case_id == case_id)).all())
         part = Part(
@@ -143,6 +239,9 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         part = session.get(Part, part_id)
         if part is None:
             raise NotFound(f"no part {part_id}")
+        case = session.get(Case, part.case_id)
+        if case.review_status == gate.REJECTED:
+            raise NotApproved(f"case {case.code} was rejected at appropriateness review")
         if part.state != PartState.PROCESSED:
             raise WrongState(
                 f"part is {part.state}; only an analysed, repaired part can be approved"
@@ -153,15 +252,26 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
                 "the repair needs attention and no technician has accepted it: "
                 + "; ".join((part.repair_report or {}).get("reasons", []) or ["no repaired mesh"])
             )
-        signer = reauthenticate(session, actor, password)
+        signature = signatures.sign(
+            session,
+            actor,
+            password,
+            meaning=APPROVED_DESIGN,
+            entity="part",
+            entity_id=part.id,
+            content=gate.design_content(part, case),
+            comment=comment,
+        )
         approval = Approval(
             case_id=part.case_id,
             part_id=part.id,
-            user_id=signer.id,
-            signer_name=signer.full_name,
+            user_id=signature.user_id,
+            signer_name=signature.signer_name,
             meaning=APPROVED_DESIGN,
             content_sha256=part.repaired_sha256,
-            comment=comment.strip(),
+            comment=signature.comment,
+            signed_at=signature.signed_at,
+            signature_id=signature.id,
         )
         session.add(approval)
         part.state = advance_part(PartState(part.state), PartState.APPROVED)
@@ -190,7 +300,7 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
             after={
                 "state": PartState.APPROVED,
                 "signature": {
-                    "signer": signer.full_name,
+                    "signer": signature.signer_name,
                     "meaning": APPROVED_DESIGN,
                     "signed_at": approval.signed_at,
                     "content_sha256": approval.content_sha256,
@@ -212,7 +322,10 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
 
 
 def require_current_approval(session: Session, job: BuildJob) -> Approval:
-    """The gate: the job's mesh is the part's current repaired mesh and an approval signs it."""
+    """The job's mesh is the part's current repaired mesh and an approval row signs it.
+
+    Slicing and dispatch now call gate.require_clinical_clearance, which also judges the
+    design signature, the appropriateness review and the segmentation sign-off."""
     approval = session.get(Approval, job.approval_id)
     part = session.get(Part, job.part_id)
     if approval is None or part is None:

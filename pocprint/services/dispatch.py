@@ -22,18 +22,21 @@ from pathlib import Path
 from sqlmodel import select
 
 from pocprint.connectors.base import ConnectorError, PrinterState
-from pocprint.domain.dispatch import JobView, PrinterView, assign
+from pocprint.domain.combinations import validated_profiles
+from pocprint.domain.dispatch import JobView, PrinterView, SliceOption, plan
 from pocprint.domain.placement import BuildVolume
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import ON_PRINTER, JobState
 from pocprint.services import audit
 from pocprint.services.actors import SYSTEM, Actor
-from pocprint.services.cases import require_current_approval
 from pocprint.services.errors import NotApproved, NotFound, PrinterProblem
+from pocprint.services.gate import require_clinical_clearance
 from pocprint.services.lab import Lab
+from pocprint.services.materials import dispatch_blocks
+from pocprint.services.slicing import use_slice
 from pocprint.services.steps import claim
 from pocprint.store.db import unit_of_work
-from pocprint.store.models import BuildJob, Case, Printer, utcnow
+from pocprint.store.models import BuildJob, Case, JobSlice, Printer, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +77,88 @@ def confirm_plate_clear(lab: Lab, actor: Actor, printer_id: int) -> None:
 def dispatch_ready_jobs(lab: Lab) -> int:
     """Pair ready jobs with free printers and send them; returns how many were started."""
     claimed = _claim_pairs(lab)
-    return sum(1 for job_id, printer_name in claimed if _send(lab, job_id, printer_name))
+    started = 0
+    for job_id, printer_name in claimed:
+        if lab.printers[printer_name].manual:
+            continue  # the technician downloads the G-code and confirms the start
+        started += bool(_send(lab, job_id, printer_name))
+    return started
+
+
+def printer_views(lab: Lab, session, printers: list[Printer], now) -> list[PrinterView]:
+    """Dispatch's view of printers: state, validated profiles per device type, loaded
+    material, and any objection from the material and maintenance records."""
+    device_types = {t for c in lab.combinations for t in c.device_types}
+    views = []
+    for p in printers:
+        definition = lab.printers.get(p.name)
+        if definition is None:
+            continue
+        offered = frozenset(p.profiles or [])
+        validated = {
+            device_type: validated_profiles(lab.combinations, p.name, p.model, offered, device_type)
+            for device_type in device_types
+        }
+        views.append(
+            PrinterView(
+                id=p.id,
+                name=p.name,
+                idle=p.state == PrinterState.IDLE,
+                plate_clear=p.plate_clear,
+                profiles=offered,
+                volume=BuildVolume(p.build_x, p.build_y, p.build_z),
+                enabled=p.enabled,
+                calibration_due=p.calibration_due,
+                reachable=definition.manual or p.failed_polls == 0,
+                material=p.material,
+                validated=validated,
+                blocks=tuple(dispatch_blocks(session, p.id, p.material, now)),
+            )
+        )
+    return views
+
+
+def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobView]:
+    """Waiting jobs with their slices, needed-by date, device type and urgency."""
+    rows = session.exec(
+        select(BuildJob, Case.needed_by, Case.device_type)
+        .join(Case, Case.id == BuildJob.case_id)
+        .where(BuildJob.state.in_(list(states)))
+    ).all()
+    if not rows:
+        return []
+    slices: dict[int, list[JobSlice]] = {}
+    for s in session.exec(
+        select(JobSlice)
+        .where(JobSlice.job_id.in_([j.id for j, _n, _d in rows]))
+        .order_by(JobSlice.id)
+    ).all():
+        slices.setdefault(s.job_id, []).append(s)
+    return [
+        JobView(
+            id=j.id,
+            profile_id=j.profile_id,
+            needed_by=needed_by,
+            created_at=j.created_at,
+            extents=tuple(j.extents or (0, 0, 0)),
+            device_type=device_type,
+            slices=tuple(
+                SliceOption(
+                    s.profile_id,
+                    s.material,
+                    tuple((s.placement or {}).get("extents_mm") or j.extents or (0, 0, 0)),
+                )
+                for s in slices.get(j.id, [])
+            ),
+            urgent=j.urgent,
+            estimated_time_s=j.estimated_time_s,
+        )
+        for j, needed_by, device_type in rows
+    ]
 
 
 def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
-    today = utcnow().date()
+    now = utcnow()
     with unit_of_work(lab.engine) as session:
         printers = session.exec(
             select(Printer).where(
@@ -87,36 +167,16 @@ def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
         ).all()
         if not printers:
             return []
-        rows = session.exec(
-            select(BuildJob, Case.needed_by)
-            .join(Case, Case.id == BuildJob.case_id)
-            .where(BuildJob.state == JobState.READY)
-        ).all()
-        if not rows:
+        jobs = job_views(session)
+        if not jobs:
             return []
-        views = [
-            PrinterView(
-                id=p.id,
-                name=p.name,
-                idle=True,
-                plate_clear=True,
-                profiles=frozenset(p.profiles or []),
-                volume=BuildVolume(p.build_x, p.build_y, p.build_z),
-                enabled=p.enabled,
-                calibration_due=p.calibration_due,
-            )
-            for p in printers
-            if p.name in lab.printers
-        ]
-        jobs = [
-            JobView(j.id, j.profile_id, needed_by, j.created_at, tuple(j.extents or (0, 0, 0)))
-            for j, needed_by in rows
-        ]
+        views = printer_views(lab, session, printers, now)
         claimed = []
-        for job_view, printer_view in assign(views, jobs, today):
+        for chosen in plan(views, jobs, now.date()):
+            job_view, printer_view = chosen.job, chosen.printer
             job = session.get(BuildJob, job_view.id)
             try:
-                require_current_approval(session, job)
+                require_clinical_clearance(session, job)
             except NotApproved as exc:
                 audit.record(
                     session, SYSTEM, "job.dispatch_refused", "job", job.serial, reason=str(exc)
@@ -137,6 +197,14 @@ def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
                 updated_at=utcnow(),
             ):
                 continue
+            session.refresh(job)
+            sliced = session.exec(
+                select(JobSlice).where(
+                    JobSlice.job_id == job.id, JobSlice.profile_id == chosen.slice.profile_id
+                )
+            ).first()
+            if sliced is not None:
+                use_slice(job, sliced)  # the G-code sent is the slice made for this printer
             printer.plate_clear = False
             audit.record(
                 session,
@@ -152,6 +220,11 @@ def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
                     "plate_clear_by": printer.plate_clear_by,
                     "plate_clear_at": printer.plate_clear_at,
                     "remote_name": remote,
+                    "profile": job.profile_id,
+                    "material": job.material,
+                    "gcode_sha256": job.gcode_sha256,
+                    "urgent": job.urgent,
+                    "manual": lab.printers[printer.name].manual,
                 },
             )
             claimed.append((job.id, printer.name))

@@ -30,6 +30,7 @@ def sync_printers(lab: Lab) -> list[str]:
                 build_y=d.build_volume[1],
                 build_z=d.build_volume[2],
                 nozzle_mm=d.nozzle_mm,
+                min_feature_mm=d.min_feature_mm,
                 material=d.material,
                 profiles=list(d.profiles),
                 calibration_due=d.calibration_due,
@@ -39,6 +40,8 @@ def sync_printers(lab: Lab) -> list[str]:
             row = rows.get(name)
             if row is None:
                 row = Printer(name=name, **values)
+                if d.manual:  # never polled: idle until a technician confirms a start
+                    row.state, row.state_detail = "idle", "Manual printer"
                 session.add(row)
                 audit.record(session, SYSTEM, "printer.registered", "printer", name, after=values)
                 changed.append(name)
@@ -46,6 +49,8 @@ def sync_printers(lab: Lab) -> list[str]:
                 before = {k: getattr(row, k) for k in values}
                 for key, value in values.items():
                     setattr(row, key, value)
+                if d.manual and row.state == "offline":  # switched to manual: never polled
+                    row.state, row.state_detail, row.error = "idle", "Manual printer", None
                 audit.record(
                     session, SYSTEM, "printer.updated", "printer", name, before=before, after=values
                 )

@@ -13,12 +13,17 @@ from sqlalchemy.engine import Engine
 
 from pocprint.config import Settings
 from pocprint.connectors.base import PrinterConnector
-from pocprint.connectors.definitions import PrinterDefinition, load_definitions
+from pocprint.connectors.definitions import DefinitionError, PrinterDefinition, load_definitions
 from pocprint.connectors.registry import make_connector
 from pocprint.connectors.unusable import UnusableConnector
-from pocprint.slicing.profiles import SlicerProfile, load_profiles
+from pocprint.domain.combinations import Combination
+from pocprint.slicing.combinations import CombinationError, load_combinations
+from pocprint.slicing.profiles import ProfileError, SlicerProfile, load_profiles
 from pocprint.store.blobs import BlobStore
 from pocprint.store.db import make_engine
+
+# Lab data files that stop the start when invalid; each message names the file and field.
+LabDataError = (DefinitionError, ProfileError, CombinationError)
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Lab:
     blobs: BlobStore
     profiles: dict[str, SlicerProfile]
     printers: dict[str, PrinterDefinition]
+    combinations: tuple[Combination, ...] = ()
     wake: Callable[[str], None] = lambda _job: None
     _connectors: dict[str, PrinterConnector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,6 +61,9 @@ def build_lab(settings: Settings) -> Lab:
     """Load and validate everything a lab needs; bad definitions stop the start with a message."""
     profiles = load_profiles(settings.profiles_dir)
     printers = load_definitions(settings.printers_dir, set(profiles))
+    combinations = load_combinations(
+        settings.combinations_file or settings.printers_dir / "validated.toml", profiles, printers
+    )
     for path in (settings.blob_dir, settings.work_dir, settings.secrets_dir):
         path.mkdir(parents=True, exist_ok=True)
     return Lab(
@@ -63,4 +72,5 @@ def build_lab(settings: Settings) -> Lab:
         blobs=BlobStore(settings.blob_dir),
         profiles=profiles,
         printers=printers,
+        combinations=combinations,
     )

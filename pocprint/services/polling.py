@@ -54,15 +54,17 @@ def poll_printers(lab: Lab, executor: ThreadPoolExecutor | None = None) -> int:
     now = utcnow()
     with read_session(lab.engine) as session:
         printers = session.exec(select(Printer).where(Printer.enabled)).all()
+        # One query for the followed jobs of the whole fleet, not one per printer.
+        followed: dict[int, BuildJob] = {}
+        for job in session.exec(select(BuildJob).where(BuildJob.state.in_(list(FOLLOWED)))):
+            followed.setdefault(job.printer_id, job)
         targets = []
         for p in printers:
             if p.name not in lab.printers or not _due(p, lab.settings.poll_interval_s, now):
                 continue
-            job = session.exec(
-                select(BuildJob).where(
-                    BuildJob.printer_id == p.id, BuildJob.state.in_(list(FOLLOWED))
-                )
-            ).first()
+            if lab.printers[p.name].manual:
+                continue  # no network API: its state is what technicians confirm
+            job = followed.get(p.id)
             targets.append(
                 _Target(
                     p.id,
@@ -82,6 +84,15 @@ def poll_printers(lab: Lab, executor: ThreadPoolExecutor | None = None) -> int:
         if own:
             executor.shutdown(wait=False)
     with unit_of_work(lab.engine) as session:
+        # Load the polled printers and their jobs in two queries up front: _apply's
+        # session.get then finds them in the session instead of a SELECT (and an autoflush)
+        # per printer, and the commit sends the updates together.
+        loaded = session.exec(
+            select(Printer).where(Printer.id.in_([r.target.printer_id for r in readings]))
+        ).all()
+        job_ids = [r.target.job_id for r in readings if r.target.job_id is not None]
+        if job_ids:
+            loaded += session.exec(select(BuildJob).where(BuildJob.id.in_(job_ids))).all()
         for reading in readings:
             _apply(session, reading)
     return len(readings)

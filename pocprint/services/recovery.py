@@ -63,6 +63,12 @@ def recover(lab: Lab) -> dict[str, int]:
             (job.id, job.remote_name, session.get(Printer, job.printer_id)) for job in dispatching
         ]
     for job_id, remote, printer in pending:
+        if (
+            printer is not None
+            and printer.name in lab.printers
+            and lab.printers[printer.name].manual
+        ):
+            continue  # waits for the technician to download and start it; nothing was sent
         status = (
             lab.connector(printer.name).status()
             if printer and printer.name in lab.printers

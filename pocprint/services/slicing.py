@@ -1,4 +1,10 @@
-"""Worker step: slice approved designs with the validated profile."""
+"""Worker step: slice approved designs with every validated profile they may use.
+
+A job is sliced once per validated profile (printer model + material) for its device type
+that some printer offers, so the dispatcher can choose a printer; each slice is placed and
+checked against width, depth and height first. A part that fits nowhere is refused before
+PrusaSlicer runs; any slicer failure fails the job with PrusaSlicer's own message.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,29 @@ import hashlib
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import trimesh
-from sqlmodel import select
+from sqlmodel import delete, select
 
-from pocprint.domain.placement import BuildVolume, fit_problems
 from pocprint.domain.states import JobState
 from pocprint.services import audit
 from pocprint.services.actors import SYSTEM
-from pocprint.services.cases import require_current_approval
+from pocprint.services.build_planning import Candidate, candidates, feature_warning, place
 from pocprint.services.errors import NotApproved
+from pocprint.services.gate import require_clinical_clearance
 from pocprint.services.lab import Lab
 from pocprint.services.steps import claim
-from pocprint.slicing.prusaslicer import SlicerError, slice_mesh
+from pocprint.slicing.prusaslicer import SlicerError, SliceResult, slice_mesh
 from pocprint.store.db import read_session, unit_of_work
-from pocprint.store.models import BuildJob, utcnow
+from pocprint.store.models import BuildJob, Case, JobSlice, Part, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class NothingToSlice(SlicerError):
+    """Refused before slicing: no validated combination, or the part fits no printer."""
 
 
 def slice_waiting_jobs(lab: Lab) -> int:
@@ -42,6 +53,16 @@ def _sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Slice:
+    candidate: Candidate
+    placement: dict
+    result: SliceResult
+    gcode_sha256: str
+    gcode_sha1: str
+    gcode_bytes: int
+
+
 def slice_job(lab: Lab, job_id: int) -> bool:
     with unit_of_work(lab.engine) as session:
         job = session.get(BuildJob, job_id)
@@ -56,58 +77,101 @@ def slice_job(lab: Lab, job_id: int) -> bool:
         ):
             return False
         try:
-            require_current_approval(session, job)
+            require_clinical_clearance(session, job, step="slicing")
         except NotApproved as exc:
             _fail(session, job, str(exc))
             return True
-        serial, profile_id, mesh_sha = job.serial, job.profile_id, job.mesh_sha256
-    profile = lab.profiles.get(profile_id)
+        serial, mesh_sha, orientation = job.serial, job.mesh_sha256, job.orientation
+        device_type = session.get(Case, job.case_id).device_type
+        part = session.get(Part, job.part_id)
+        analysis = part.analysis_after if part is not None else None
+    started = time.perf_counter()
+    refused: dict[str, list[str]] = {}
     try:
-        if profile is None:
-            raise SlicerError(f"profile {profile_id} is no longer in printers/profiles")
-        started = time.perf_counter()
+        options = candidates(lab.combinations, lab.printers, lab.profiles, device_type)
+        if not options:
+            raise NothingToSlice(
+                f"no validated combination of printer, material and profile for "
+                f"{device_type.replace('_', ' ')}s; the lab must add one to printers/validated.toml"
+            )
+        slices = []
         with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
             # Files are named by device serial only: no patient identity reaches the slicer.
             mesh_path = Path(tmp) / f"{serial}.stl"
             lab.blobs.copy_out(mesh_sha, mesh_path)
-            mesh = trimesh.load_mesh(mesh_path, process=False)
-            extents = [float(v) for v in mesh.extents]
-            bx, by = profile.bed_size
-            problems = fit_problems(tuple(extents), BuildVolume(bx, by, profile.max_print_height))
-            if problems:
-                raise SlicerError("; ".join(problems))
-            gcode_path = Path(tmp) / f"{serial}.gcode"
-            prepared = time.perf_counter()
-            result = slice_mesh(
-                mesh_path,
-                profile,
-                gcode_path,
-                center_xy=profile.bed_center,
-                timeout_s=lab.settings.slicer_timeout_s,
+            mesh = trimesh.load_mesh(mesh_path)
+            for n, option in enumerate(options):
+                placed, placement, problems = place(mesh, orientation, option.volume)
+                if problems:
+                    refused[option.profile.id] = problems
+                    continue
+                placement["min_feature_mm"] = option.min_feature_mm
+                placement["warning"] = feature_warning(analysis, option)
+                placed_path = Path(tmp) / f"{serial}-{n}.stl"
+                placed.export(placed_path)
+                gcode_path = Path(tmp) / f"{serial}-{n}.gcode"
+                try:
+                    result = slice_mesh(
+                        placed_path,
+                        option.profile,
+                        gcode_path,
+                        center_xy=option.profile.bed_center,
+                        timeout_s=lab.settings.slicer_timeout_s,
+                    )
+                except SlicerError as exc:
+                    raise SlicerError(f"{option.profile.id}: {exc}") from exc
+                sha1 = _sha1(gcode_path)
+                sha256, size = lab.blobs.put_file(gcode_path)
+                slices.append(_Slice(option, placement, result, sha256, sha1, size))
+        if not slices:
+            raise NothingToSlice(
+                "refused before slicing, the part fits no validated printer ("
+                + orientation.replace("_", " ")
+                + " orientation): "
+                + "; ".join(f"{pid}: {', '.join(p)}" for pid, p in refused.items())
             )
-            sliced = time.perf_counter()
-            sha1 = _sha1(gcode_path)
-            gcode_sha, gcode_size = lab.blobs.put_file(gcode_path)
-            stored = time.perf_counter()
     except SlicerError as exc:
         with unit_of_work(lab.engine) as session:
-            _fail(session, session.get(BuildJob, job_id), str(exc))
+            _fail(session, session.get(BuildJob, job_id), str(exc), refused=refused)
         return True
-    meta = result.metadata
+    _record(lab, job_id, slices, refused, time.perf_counter() - started)
+    lab.wake("dispatch")
+    return True
+
+
+def _record(lab: Lab, job_id: int, slices: list[_Slice], refused: dict, seconds: float) -> None:
     with unit_of_work(lab.engine) as session:
         job = session.get(BuildJob, job_id)
+        session.exec(delete(JobSlice).where(JobSlice.job_id == job_id))
+        for s in slices:
+            meta = s.result.metadata
+            session.add(
+                JobSlice(
+                    job_id=job_id,
+                    profile_id=s.candidate.profile.id,
+                    profile_sha256=s.result.profile_sha256,
+                    material=s.candidate.material,
+                    gcode_sha256=s.gcode_sha256,
+                    gcode_sha1=s.gcode_sha1,
+                    gcode_bytes=s.gcode_bytes,
+                    slicer_name=meta.slicer_name,
+                    slicer_version=s.result.slicer_version,
+                    slicer_config=meta.config,
+                    estimated_time_s=meta.estimated_time_s,
+                    filament_mm=meta.filament_mm,
+                    filament_cm3=meta.filament_cm3,
+                    filament_g=meta.filament_g,
+                    placement=s.placement,
+                    slicer_seconds=round(s.result.duration_s, 3),
+                )
+            )
+        session.flush()
+        first = session.exec(
+            select(JobSlice).where(JobSlice.job_id == job_id).order_by(JobSlice.id)
+        ).first()
+        use_slice(job, first)
         job.state = JobState.READY
-        job.extents = extents
-        job.gcode_sha256, job.gcode_sha1, job.gcode_bytes = gcode_sha, sha1, gcode_size
-        job.slicer_name, job.slicer_version = meta.slicer_name, result.slicer_version
-        job.profile_sha256 = result.profile_sha256
-        job.slicer_config = meta.config
-        job.estimated_time_s = meta.estimated_time_s
-        job.filament_mm, job.filament_cm3, job.filament_g = (
-            meta.filament_mm,
-            meta.filament_cm3,
-            meta.filament_g,
-        )
+        job.error = None
         job.sliced_at = job.updated_at = utcnow()
         audit.record(
             session,
@@ -118,27 +182,54 @@ def slice_job(lab: Lab, job_id: int) -> bool:
             before={"state": JobState.SLICING},
             after={
                 "state": JobState.READY,
-                "gcode_sha256": gcode_sha,
-                "slicer": f"{meta.slicer_name} {result.slicer_version}",
-                "profile": profile_id,
-                "profile_sha256": result.profile_sha256,
-                "estimated_time_s": meta.estimated_time_s,
-                "filament_g": meta.filament_g,
-                "timings_s": {
-                    "prepare": round(prepared - started, 4),
-                    "slicer_process": round(result.duration_s, 4),
-                    "slice_call": round(sliced - prepared, 4),
-                    "store": round(stored - sliced, 4),
-                },
+                "gcode_sha256": first.gcode_sha256,
+                "slicer": f"{first.slicer_name} {first.slicer_version}",
+                "profile": first.profile_id,
+                "profile_sha256": first.profile_sha256,
+                "estimated_time_s": first.estimated_time_s,
+                "filament_g": first.filament_g,
+                "slices": [
+                    {
+                        "profile": s.candidate.profile.id,
+                        "material": s.candidate.material,
+                        "gcode_sha256": s.gcode_sha256,
+                        "printers": list(s.candidate.printers),
+                        "extents_mm": s.placement["extents_mm"],
+                        "warning": s.placement.get("warning"),
+                    }
+                    for s in slices
+                ],
+                "refused": refused,
+                "timings_s": {"all_slices": round(seconds, 4)},
             },
         )
-    lab.wake("dispatch")
-    return True
 
 
-def _fail(session, job: BuildJob, message: str) -> None:
+def use_slice(job: BuildJob, chosen: JobSlice) -> None:
+    """Make one slice the job's G-code: the record then names exactly what is sent."""
+    job.profile_id = chosen.profile_id
+    job.material = chosen.material
+    job.profile_sha256 = chosen.profile_sha256
+    job.gcode_sha256, job.gcode_sha1, job.gcode_bytes = (
+        chosen.gcode_sha256,
+        chosen.gcode_sha1,
+        chosen.gcode_bytes,
+    )
+    job.slicer_name, job.slicer_version = chosen.slicer_name, chosen.slicer_version
+    job.slicer_config = chosen.slicer_config
+    job.estimated_time_s = chosen.estimated_time_s
+    job.filament_mm, job.filament_cm3, job.filament_g = (
+        chosen.filament_mm,
+        chosen.filament_cm3,
+        chosen.filament_g,
+    )
+    job.placement = chosen.placement
+    job.extents = list((chosen.placement or {}).get("extents_mm") or job.extents or [])
+
+
+def _fail(session, job: BuildJob, message: str, refused: dict | None = None) -> None:
     job.state = JobState.SLICE_FAILED
-    job.error = message
+    job.error = message[:4000]
     job.updated_at = utcnow()
     audit.record(
         session,
@@ -147,7 +238,7 @@ def _fail(session, job: BuildJob, message: str) -> None:
         "job",
         job.serial,
         before={"state": JobState.SLICING},
-        after={"state": JobState.SLICE_FAILED},
-        reason=message,
+        after={"state": JobState.SLICE_FAILED, "refused": refused or {}},
+        reason=message[:2000],
     )
     log.warning("job %s: slicing failed: %s", job.serial, message)

@@ -26,6 +26,10 @@ class User(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    # Lockout after repeated failed sign-ins (config [accounts]); cleared by a good sign-in.
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    password_changed_at: datetime | None = None
 
 
 class ApiToken(SQLModel, table=True):
@@ -48,6 +52,28 @@ class Case(SQLModel, table=True):
     needed_by: date
     created_by: int = Field(foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow)
+    # The order (DOMAIN.md section 1, step 1).
+    ordering_clinician: str = Field(default="", max_length=200)
+    ordering_contact: str = Field(default="", max_length=100)
+    icd10_code: str | None = Field(default=None, max_length=10)
+    intended_use: str = Field(default="", max_length=32)
+    diagnostic_use: bool = False
+    anatomy: list | None = _json()  # [{region, subregion, structure, laterality, comment}]
+    procedure_date: date | None = None
+    accession_number: str | None = Field(default=None, max_length=64)
+    modality: str | None = Field(default=None, max_length=8)
+    slice_thickness_mm: float | None = None
+    segmentation_software: str = Field(default="", max_length=100)
+    segmentation_version: str = Field(default="", max_length=50)
+    regulatory_route: str = Field(default="in_house", max_length=32)
+    prescriber_name: str = Field(default="", max_length=200)
+    prescriber_qualification: str = Field(default="", max_length=200)
+    design_characteristics: str = Field(default="", max_length=4000)
+    # Patient identifiers, only where a site stores them: a Fernet token (key from the site
+    # configuration), never clear text. Decrypted only for VIEW_IDENTIFIERS, and audited.
+    patient_identifiers: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # Appropriateness review: awaiting_review, info_requested, approved, rejected (final).
+    review_status: str = Field(default="awaiting_review", max_length=20, index=True)
 
 
 class Part(SQLModel, table=True):
@@ -96,6 +122,8 @@ class Approval(SQLModel, table=True):
     content_sha256: str = Field(max_length=64)
     comment: str = Field(default="", max_length=2000)
     signed_at: datetime = Field(default_factory=utcnow)
+    # The electronic signature ("approved design") this approval rests on; the gate judges it.
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
 
 
 class Printer(SQLModel, table=True):
@@ -111,6 +139,7 @@ class Printer(SQLModel, table=True):
     build_y: float
     build_z: float
     nozzle_mm: float | None = None
+    min_feature_mm: float | None = None  # smallest wall or detail the printer resolves
     material: str = Field(max_length=64)
     profiles: list | None = _json()
     calibration_due: date | None = None
@@ -169,6 +198,19 @@ class BuildJob(SQLModel, table=True):
     progress: float | None = None
     print_time_left_s: int | None = None
     cancel_reason: str | None = Field(default=None, max_length=1000)
+    # Build preparation: how the part was laid on the bed, and the material of the slice sent.
+    orientation: str = Field(default="stable", max_length=20)  # stable | as_designed
+    orientation_reason: str | None = Field(default=None, max_length=1000)
+    orientation_by: int | None = Field(default=None, foreign_key="user_account.id")
+    placement: dict | None = _json()
+    material: str | None = Field(default=None, max_length=64)
+    # Urgent override of the needed-by order, always with a reason.
+    urgent: bool = False
+    urgent_reason: str | None = Field(default=None, max_length=1000)
+    urgent_by: int | None = Field(default=None, foreign_key="user_account.id")
+    urgent_at: datetime | None = None
+    # Pause, resume, cancel, manual start and end: who, when, why (also in the audit log).
+    controls: list | None = _json()
     outcome: str | None = Field(default=None, max_length=20)
     outcome_note: str | None = Field(default=None, max_length=2000)
     outcome_by: int | None = Field(default=None, foreign_key="user_account.id")
@@ -223,3 +265,183 @@ class Signature(SQLModel, table=True):
     comment: str = Field(default="", max_length=2000)
     signed_at: datetime = Field(default_factory=utcnow)
     withdraws_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+# --- fleet ---
+
+
+class JobSlice(SQLModel, table=True):
+    """One G-code of a build job for one validated profile. A job is sliced for every
+    validated printer model and material it fits, so the dispatcher can choose a printer;
+    the slice sent is copied onto the job."""
+
+    __tablename__ = "job_slice"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="build_job.id", index=True)
+    profile_id: str = Field(max_length=100)
+    profile_sha256: str = Field(max_length=64)
+    material: str = Field(max_length=64)
+    gcode_sha256: str = Field(max_length=64)
+    gcode_sha1: str = Field(max_length=40)
+    gcode_bytes: int
+    slicer_name: str = Field(max_length=50)
+    slicer_version: str = Field(max_length=50)
+    slicer_config: dict | None = _json()
+    estimated_time_s: int | None = None
+    filament_mm: float | None = None
+    filament_cm3: float | None = None
+    filament_g: float | None = None
+    placement: dict | None = _json()
+    slicer_seconds: float | None = None
+    sliced_at: datetime = Field(default_factory=utcnow)
+
+
+# --- traceability (issue 6): materials, maintenance, post-processing, QA, delivery ---
+# Per-build facts live here, keyed by build_job_id; rows are appended, never rewritten
+# (a correction is a new row), so each table is its own history.
+
+
+class MaterialLot(SQLModel, table=True):
+    """A received lot of printing material (a spool, a resin bottle)."""
+
+    __tablename__ = "material_lot"
+    id: int | None = Field(default=None, primary_key=True)
+    material: str = Field(max_length=64, index=True)  # as printers name it, e.g. "PLA"
+    manufacturer: str = Field(max_length=100)
+    lot_number: str = Field(max_length=20, index=True)  # GS1 (10) holds at most 20 characters
+    expiry: date
+    quantity_g: float
+    opened_on: date | None = None
+    received_by: int = Field(foreign_key="user_account.id")
+    received_at: datetime = Field(default_factory=utcnow)
+    note: str = Field(default="", max_length=1000)
+
+
+class LotLoading(SQLModel, table=True):
+    """A lot put on (or, with lot_id empty, taken off) a printer. The latest row is current."""
+
+    __tablename__ = "lot_loading"
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: int = Field(foreign_key="printer.id", index=True)
+    lot_id: int | None = Field(default=None, foreign_key="material_lot.id", index=True)
+    loaded_by: int = Field(foreign_key="user_account.id")
+    loaded_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class MaintenanceEntry(SQLModel, table=True):
+    """Printer maintenance and calibration log."""
+
+    __tablename__ = "maintenance_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: int = Field(foreign_key="printer.id", index=True)
+    kind: str = Field(max_length=20)  # calibration | maintenance
+    description: str = Field(max_length=1000)
+    result: str = Field(max_length=20)  # passed | failed | done
+    performed_at: datetime
+    next_due: date | None = None  # calibration: when the next one is due
+    recorded_by: int = Field(foreign_key="user_account.id")
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class PostProcessStep(SQLModel, table=True):
+    """One post-processing step done on a build (support removal, wash, cure, sterilisation)."""
+
+    __tablename__ = "post_process_step"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", index=True)
+    step: str = Field(max_length=40)  # key in config/postprocessing.toml
+    parameters: dict | None = _json()
+    note: str = Field(default="", max_length=1000)
+    operator_id: int = Field(foreign_key="user_account.id")
+    performed_at: datetime = Field(default_factory=utcnow)
+
+
+class QaMeasurement(SQLModel, table=True):
+    """One dimensional check: designed vs measured value against a tolerance."""
+
+    __tablename__ = "qa_measurement"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", index=True)
+    feature: str = Field(max_length=100)  # landmark or test-block dimension measured
+    designed_mm: float
+    measured_mm: float
+    tolerance_mm: float
+    passed: bool
+    photo_sha256: str | None = Field(default=None, max_length=64)
+    measured_by: int = Field(foreign_key="user_account.id")
+    measured_at: datetime = Field(default_factory=utcnow)
+
+
+class QaDisposition(SQLModel, table=True):
+    """What was done with a build that failed QA: reprinted (new job) or scrapped."""
+
+    __tablename__ = "qa_disposition"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", unique=True)
+    decision: str = Field(max_length=20)  # reprint | scrap
+    reason: str = Field(max_length=2000)
+    reprint_job_id: int | None = Field(default=None, foreign_key="build_job.id")
+    decided_by: int = Field(foreign_key="user_account.id")
+    decided_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """Hand-over of a released device: to whom, where, when."""
+
+    __tablename__ = "delivery"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", unique=True)
+    delivered_to: str = Field(max_length=200)
+    location: str = Field(default="", max_length=200)
+    delivered_at: datetime
+    recorded_by: int = Field(foreign_key="user_account.id")
+    recorded_at: datetime = Field(default_factory=utcnow)
+    note: str = Field(default="", max_length=1000)
+
+
+# --- clinical gate ---
+
+
+class AppropriatenessScenario(SQLModel, table=True):
+    """One catalog row (DOMAIN.md section 2); edited by the lab, every change audited."""
+
+    __tablename__ = "appropriateness_scenario"
+    __table_args__ = (sa.UniqueConstraint("scenario_id", "catalog_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scenario_id: str = Field(max_length=80)
+    catalog_version: str = Field(max_length=80)
+    specialty: str = Field(max_length=100)
+    condition_group: str = Field(default="", max_length=200)
+    scenario_text: str = Field(max_length=2000)
+    rating: int | None = None
+    band: str = Field(max_length=16)
+    disagreement: bool = False
+    rating_driven_by: str | None = Field(default=None, max_length=16)
+    evidence_category: int | None = None
+    print_complexity: str | None = Field(default=None, max_length=16)
+    source_doi: str = Field(max_length=200)
+    source_table: str = Field(default="", max_length=100)
+    publication_year: int | None = None
+    status: str = Field(max_length=16)
+    active: bool = True
+    updated_by: int | None = Field(default=None, foreign_key="user_account.id")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AppropriatenessReview(SQLModel, table=True):
+    """A radiologist's decision on a case; the scenario is copied so catalog edits never
+    rewrite it. Approvals and rejections carry a "reviewed appropriateness" signature."""
+
+    __tablename__ = "appropriateness_review"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="lab_case.id", index=True)
+    decision: str = Field(max_length=16)
+    scenario_id: str | None = Field(default=None, max_length=80)
+    catalog_version: str | None = Field(default=None, max_length=80)
+    scenario_text: str | None = Field(default=None, max_length=2000)
+    rating: int | None = None
+    band: str | None = Field(default=None, max_length=16)
+    justification: str = Field(default="", max_length=2000)
+    reviewer_id: int = Field(foreign_key="user_account.id")
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    created_at: datetime = Field(default_factory=utcnow)

@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         actor = load_actor(lab, int(user_id))
         return WebUser(actor) if actor else None
 
-    from pocprint.web import admin, api, auth, board, cases, devices, filters, parts
+    from pocprint.web import admin, api, auth, board, cases, devices, filters, parts, review
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
@@ -62,6 +62,12 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(board.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(parts.bp)
+    app.register_blueprint(review.bp)
+    from pocprint.web import auditor, materials, postprocessing  # traceability (issue 6)
+
+    app.register_blueprint(materials.bp)
+    app.register_blueprint(postprocessing.bp)
+    app.register_blueprint(auditor.bp)
     api.init_api(app, csrf)
     _register_errors(app)
     filters.register(app)

@@ -1,22 +1,33 @@
-"""User administration for the admin role: list accounts, add one with a one-time password."""
+"""User administration for the admin role: accounts, roles, one-time passwords, unlocking
+and deactivation. Every action goes through services.users, which audits it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
-from sqlmodel import select
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from pocprint.domain.roles import Permission, Role
-from pocprint.services.users import create_user, generate_password
+from pocprint.services import users as user_service
 from pocprint.store.db import read_session
-from pocprint.store.models import User
+from pocprint.store.models import utcnow
 from pocprint.web.auth import actor, lab, requires
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def _users() -> list[User]:
+def _roles_from_form() -> set[Role]:
+    known = {r.value for r in Role}
+    return {Role(r) for r in request.form.getlist("roles") if r in known}
+
+
+def _page(created: dict | None = None, status: int = 200):
     with read_session(lab().engine) as session:
-        return session.exec(select(User).order_by(User.username)).all()
+        rows = user_service.user_list(session)
+    return (
+        render_template(
+            "admin/users.html", users=rows, roles=list(Role), created=created, now=utcnow()
+        ),
+        status,
+    )
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -24,9 +35,49 @@ def _users() -> list[User]:
 def users():
     created = None
     if request.method == "POST":
-        roles = {Role(r) for r in request.form.getlist("roles") if r in {x.value for x in Role}}
-        password = generate_password()
+        password = user_service.generate_password()
         username = request.form.get("username", "").strip()
-        create_user(lab(), actor(), username, request.form.get("full_name", ""), password, roles)
+        user_service.create_user(
+            lab(),
+            actor(),
+            username,
+            request.form.get("full_name", ""),
+            password,
+            _roles_from_form(),
+        )
         created = {"username": username, "password": password}
-    return render_template("admin/users.html", users=_users(), roles=list(Role), created=created)
+    return _page(created)
+
+
+@bp.route("/users/<int:user_id>/roles", methods=["POST"])
+@requires(Permission.MANAGE_USERS)
+def roles(user_id: int):
+    user_service.set_roles(lab(), actor(), user_id, _roles_from_form())
+    flash("Roles changed.", "ok")
+    return redirect(url_for("admin.users"), 303)
+
+
+@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@requires(Permission.MANAGE_USERS)
+def active(user_id: int):
+    make_active = request.form.get("active") == "true"
+    user_service.set_active(lab(), actor(), user_id, make_active, request.form.get("reason", ""))
+    flash("Account activated." if make_active else "Account deactivated.", "ok")
+    return redirect(url_for("admin.users"), 303)
+
+
+@bp.route("/users/<int:user_id>/unlock", methods=["POST"])
+@requires(Permission.MANAGE_USERS)
+def unlock(user_id: int):
+    user_service.unlock(lab(), actor(), user_id)
+    flash("Account unlocked.", "ok")
+    return redirect(url_for("admin.users"), 303)
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+@requires(Permission.MANAGE_USERS)
+def reset_password(user_id: int):
+    password = user_service.reset_password(lab(), actor(), user_id)
+    with read_session(lab().engine) as session:
+        username = next(u.username for u in user_service.user_list(session) if u.id == user_id)
+    return _page({"username": username, "password": password})

@@ -6,7 +6,7 @@ which case state-changing calls need the CSRF token in the `X-CSRFToken` header.
 
 from __future__ import annotations
 
-from flask import abort, g, jsonify, request
+from flask import abort, g, jsonify, request, send_file
 from flask_login import current_user
 from flask_smorest import Api, Blueprint
 from sqlmodel import select
@@ -14,13 +14,14 @@ from sqlmodel import select
 from pocprint.domain.roles import Permission
 from pocprint.reads import board as board_reads
 from pocprint.reads.cases import case_list
+from pocprint.reads.clearance import clearance
 from pocprint.reads.records import device_record
 from pocprint.services import cases as case_service
-from pocprint.services import dispatch, jobs
+from pocprint.services import catalog, dispatch, jobs, manual_printing, review
 from pocprint.services import parts as part_service
 from pocprint.services.users import actor_from_token
 from pocprint.store.db import read_session
-from pocprint.store.models import BuildJob, Case, Part
+from pocprint.store.models import BuildJob, Case, JobSlice, Part
 from pocprint.web import api_schemas as s
 from pocprint.web.auth import lab
 from pocprint.web.uploads import received
@@ -93,6 +94,17 @@ def get_case(case_id: int):
         return out
 
 
+@bp.patch("/cases/<int:case_id>")
+@bp.arguments(s.CaseChange)
+@bp.response(200, s.CaseOut)
+def update_case(body, case_id: int):
+    """Change an order (e.g. to answer the reviewer's question). A change to what was
+    reviewed voids the review signature and sends the case back to review."""
+    case_service.update_case(lab(), g.actor, case_id, **body)
+    with read_session(lab().engine) as session:
+        return _get(session, Case, case_id)
+
+
 @bp.post("/cases/<int:case_id>/parts")
 @bp.arguments(s.MeshUpload, location="files")
 @bp.response(201, s.PartOut)
@@ -128,6 +140,60 @@ def approve_part(body, part_id: int):
         return {"job_id": job.id, "serial": job.serial}
 
 
+@bp.get("/catalog")
+@bp.response(200, s.ScenarioOut(many=True))
+def list_scenarios():
+    """Active appropriateness scenarios; `key` is what a review names."""
+    with read_session(lab().engine) as session:
+        return [
+            {**catalog.row_dict(r), "key": f"{r.scenario_id}@{r.catalog_version}"}
+            for r in catalog.scenarios(session)
+        ]
+
+
+@bp.post("/cases/<int:case_id>/review")
+@bp.arguments(s.ReviewIn)
+@bp.response(201, s.IdOut)
+def review_case(body, case_id: int):
+    """Appropriateness review: approve or reject (signed: password), or ask for more
+    information. Approving a scenario rated 6 or lower, or no catalog match, needs a
+    justification."""
+    return {"id": review.review_case(lab(), g.actor, case_id, **body)}
+
+
+@bp.post("/parts/<int:part_id>/segmentation")
+@bp.arguments(s.SignIn)
+@bp.response(201, s.IdOut)
+def sign_segmentation(body, part_id: int):
+    """Segmentation sign-off: the mesh matches the images (signed: password)."""
+    signature_id = review.sign_segmentation(
+        lab(), g.actor, part_id, body["password"], comment=body["comment"]
+    )
+    return {"id": signature_id}
+
+
+@bp.post("/signatures/<int:signature_id>/withdrawal")
+@bp.arguments(s.WithdrawIn)
+@bp.response(201, s.IdOut)
+def withdraw_signature(body, signature_id: int):
+    """Withdraw a gate signature with a new signed record; the case returns to that step."""
+    withdrawal = review.withdraw_signoff(
+        lab(), g.actor, signature_id, body["password"], body["reason"]
+    )
+    return {"id": withdrawal}
+
+
+@bp.get("/cases/<int:case_id>/clearance")
+@bp.response(200, s.StepOut(many=True))
+def case_clearance(case_id: int):
+    """Each gate step of the case and its parts: valid, missing, void, withdrawn..."""
+    with read_session(lab().engine) as session:
+        steps = clearance(session, case_id)
+    if steps is None:
+        abort(404)
+    return steps
+
+
 @bp.post("/parts/<int:part_id>/units")
 @bp.arguments(s.UnitsIn)
 @bp.response(204)
@@ -149,14 +215,14 @@ def accept_repair(body, part_id: int):
 def get_queue():
     """Jobs waiting for slicing or a printer, earliest needed-by date first."""
     with read_session(lab().engine) as session:
-        return board_reads.queue(session)
+        return board_reads.queue(session, lab=lab())
 
 
 @bp.get("/printers")
 @bp.response(200, s.PrinterOut(many=True))
 def list_printers():
     with read_session(lab().engine) as session:
-        return board_reads.printers(session)
+        return board_reads.printers(session, lab())
 
 
 @bp.post("/printers/<int:printer_id>/plate-clear")
@@ -178,6 +244,72 @@ def get_job(job_id: int):
 @bp.response(204)
 def cancel_job(body, job_id: int):
     jobs.cancel_job(lab(), g.actor, job_id, body["reason"])
+
+
+@bp.get("/jobs/<int:job_id>/slices")
+@bp.response(200, s.SliceOut(many=True))
+def job_slices(job_id: int):
+    """The job's G-code for each validated profile it fits (the dispatcher sends one)."""
+    with read_session(lab().engine) as session:
+        _get(session, BuildJob, job_id)
+        return session.exec(
+            select(JobSlice).where(JobSlice.job_id == job_id).order_by(JobSlice.id)
+        ).all()
+
+
+@bp.post("/jobs/<int:job_id>/pause")
+@bp.arguments(s.ReasonIn)
+@bp.response(204)
+def pause_job(body, job_id: int):
+    """Pause a running print (OctoPrint job command, or recorded for a manual printer)."""
+    jobs.pause_job(lab(), g.actor, job_id, body["reason"])
+
+
+@bp.post("/jobs/<int:job_id>/resume")
+@bp.arguments(s.ReasonIn)
+@bp.response(204)
+def resume_job(body, job_id: int):
+    jobs.resume_job(lab(), g.actor, job_id, body["reason"])
+
+
+@bp.post("/jobs/<int:job_id>/urgent")
+@bp.arguments(s.UrgentIn)
+@bp.response(204)
+def set_urgent(body, job_id: int):
+    """Urgent override of the needed-by order (or its removal), with the reason."""
+    jobs.set_urgent(lab(), g.actor, job_id, body["urgent"], body["reason"])
+
+
+@bp.post("/jobs/<int:job_id>/orientation")
+@bp.arguments(s.OrientationIn)
+@bp.response(204)
+def set_orientation(body, job_id: int):
+    """Lay the part on a stable face, or keep it as designed; the job is sliced again."""
+    jobs.set_orientation(lab(), g.actor, job_id, body["orientation"], body["reason"])
+
+
+@bp.get("/jobs/<int:job_id>/gcode")
+@bp.response(200, content_type="text/x-gcode")
+def manual_gcode(job_id: int):
+    """The verified G-code of a job reserved for a manual printer (the download is recorded)."""
+    path, name = manual_printing.gcode_for_download(lab(), g.actor, job_id)
+    return send_file(path, mimetype="text/x-gcode", as_attachment=True, download_name=name)
+
+
+@bp.post("/jobs/<int:job_id>/manual-start")
+@bp.arguments(s.NoteIn)
+@bp.response(204)
+def manual_start(body, job_id: int):
+    """The technician started the downloaded G-code at a manual printer."""
+    manual_printing.confirm_start(lab(), g.actor, job_id, body["note"])
+
+
+@bp.post("/jobs/<int:job_id>/manual-end")
+@bp.arguments(s.ManualEndIn)
+@bp.response(204)
+def manual_end(body, job_id: int):
+    """The print on a manual printer ended: printed, or failed with a note."""
+    manual_printing.confirm_end(lab(), g.actor, job_id, body["result"], body["note"])
 
 
 @bp.post("/jobs/<int:job_id>/resolve")
@@ -205,3 +337,84 @@ def get_device(serial: str):
     if record is None:
         abort(404)
     return record
+
+
+# --- traceability (issue 6): auditor queries, read-only, VIEW_AUDIT ---
+
+
+def _audit_args():
+    from datetime import date
+
+    from pocprint.reads.auditor import DeviceFilter, EventFilter
+
+    def day(name):
+        text = (request.args.get(name) or "").strip()
+        try:
+            return date.fromisoformat(text) if text else None
+        except ValueError:
+            abort(400, description=f"{name} must be a date (YYYY-MM-DD)")
+
+    a = request.args
+    devices = DeviceFilter(
+        date_from=day("date_from"),
+        date_to=day("date_to"),
+        **{k: a.get(k, "") for k in ("case", "device", "printer", "lot", "operator", "profile")},
+    )
+    events = EventFilter(
+        date_from=day("date_from"),
+        date_to=day("date_to"),
+        **{k: a.get(k, "") for k in ("actor", "action", "entity", "entity_id")},
+    )
+    return devices, events
+
+
+@bp.get("/audit/chain-head")
+@bp.response(200)
+def audit_chain_head():
+    """The audit chain head (hash and event count) to copy to an outside record."""
+    from pocprint.reads.audit import chain_head
+
+    g.actor.require(Permission.VIEW_AUDIT)
+    with read_session(lab().engine) as session:
+        head = chain_head(session)
+    return {"hash": head.hash, "events": head.events}
+
+
+@bp.get("/audit/devices")
+@bp.response(200)
+def audit_devices():
+    """Device search and recall: date_from, date_to, case, device, printer, lot, operator,
+    profile (id or SHA-256 prefix)."""
+    from pocprint.reads.auditor import search_devices
+
+    g.actor.require(Permission.VIEW_AUDIT)
+    devices, _events = _audit_args()
+    with read_session(lab().engine) as session:
+        return jsonify(search_devices(session, devices))
+
+
+@bp.get("/audit/events")
+@bp.response(200)
+def audit_events():
+    """Audit events, newest first: date_from, date_to, actor, action (prefix), entity, entity_id."""
+    from pocprint.reads.auditor import search_events
+
+    g.actor.require(Permission.VIEW_AUDIT)
+    _devices, events = _audit_args()
+    with read_session(lab().engine) as session:
+        return jsonify(search_events(session, events, limit=10_000))
+
+
+@bp.get("/audit/registry/<case_code>")
+@bp.response(200)
+def audit_registry(case_code: str):
+    """The ACR-RSNA 3D Printing Registry fields of one case (anonymised)."""
+    from pocprint.reads.registry import registry_export
+
+    g.actor.require(Permission.VIEW_AUDIT)
+    with read_session(lab().engine) as session:
+        case_id = session.exec(select(Case.id).where(Case.code == case_code)).first()
+        export = registry_export(session, case_id) if case_id else None
+    if export is None:
+        abort(404)
+    return export

@@ -1,12 +1,13 @@
-"""The fleet board: printer tiles and the queue, refreshed in place every few seconds."""
+"""The fleet board: printer tiles and the queue, refreshed in place every few seconds, and
+the technician's actions on printers and jobs (each checked again by its service)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 
 from pocprint.domain.roles import Permission
 from pocprint.reads import board as board_reads
-from pocprint.services import dispatch, jobs
+from pocprint.services import dispatch, jobs, manual_printing
 from pocprint.store.db import read_session
 from pocprint.web.auth import actor, lab, requires
 
@@ -16,11 +17,15 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 def _data() -> dict:
     with read_session(lab().engine) as session:
         return {
-            "printers": board_reads.printers(session),
+            "printers": board_reads.printers(session, lab()),
             "intake": board_reads.intake(session),
-            "queue": board_reads.queue(session),
+            "queue": board_reads.queue(session, lab=lab()),
             "recent": board_reads.recent_jobs(session),
         }
+
+
+def _back():
+    return redirect(request.referrer or url_for("board.index"), 303)
 
 
 @bp.route("/")
@@ -44,22 +49,83 @@ def plate_clear(printer_id: int):
     return redirect(url_for("board.index"), 303)
 
 
+@bp.route("/jobs/<int:job_id>/pause", methods=["POST"])
+@requires(Permission.OPERATE_PRINTERS)
+def pause(job_id: int):
+    jobs.pause_job(lab(), actor(), job_id, request.form.get("reason", ""))
+    flash("Print paused.", "ok")
+    return _back()
+
+
+@bp.route("/jobs/<int:job_id>/resume", methods=["POST"])
+@requires(Permission.OPERATE_PRINTERS)
+def resume(job_id: int):
+    jobs.resume_job(lab(), actor(), job_id, request.form.get("reason", ""))
+    flash("Print resumed.", "ok")
+    return _back()
+
+
 @bp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
 @requires(Permission.OPERATE_PRINTERS)
 def cancel(job_id: int):
     jobs.cancel_job(lab(), actor(), job_id, request.form.get("reason", ""))
     flash("Job cancelled.", "ok")
-    return redirect(request.referrer or url_for("board.index"), 303)
+    return _back()
+
+
+@bp.route("/jobs/<int:job_id>/urgent", methods=["POST"])
+@requires(Permission.PRIORITISE_JOBS)
+def urgent(job_id: int):
+    make_urgent = request.form.get("urgent", "1") == "1"
+    jobs.set_urgent(lab(), actor(), job_id, make_urgent, request.form.get("reason", ""))
+    flash("Marked urgent: it goes first." if make_urgent else "Back in needed-by order.", "ok")
+    return _back()
+
+
+@bp.route("/jobs/<int:job_id>/orientation", methods=["POST"])
+@requires(Permission.OPERATE_PRINTERS)
+def orientation(job_id: int):
+    jobs.set_orientation(
+        lab(), actor(), job_id, request.form.get("orientation", ""), request.form.get("reason", "")
+    )
+    flash("Orientation recorded; the job is sliced again.", "ok")
+    return _back()
+
+
+@bp.route("/jobs/<int:job_id>/gcode")
+@requires(Permission.OPERATE_PRINTERS)
+def manual_gcode(job_id: int):
+    """The verified G-code for a printer without a network API (the download is recorded)."""
+    path, name = manual_printing.gcode_for_download(lab(), actor(), job_id)
+    return send_file(path, mimetype="text/x-gcode", as_attachment=True, download_name=name)
+
+
+@bp.route("/jobs/<int:job_id>/manual-start", methods=["POST"])
+@requires(Permission.OPERATE_PRINTERS)
+def manual_start(job_id: int):
+    manual_printing.confirm_start(lab(), actor(), job_id, request.form.get("note", ""))
+    flash("Start recorded.", "ok")
+    return _back()
+
+
+@bp.route("/jobs/<int:job_id>/manual-end", methods=["POST"])
+@requires(Permission.OPERATE_PRINTERS)
+def manual_end(job_id: int):
+    manual_printing.confirm_end(
+        lab(), actor(), job_id, request.form.get("result", ""), request.form.get("note", "")
+    )
+    flash("End of print recorded.", "ok")
+    return _back()
 
 
 @bp.route("/jobs/<int:job_id>/resolve", methods=["POST"])
 @requires(Permission.OPERATE_PRINTERS)
 def resolve(job_id: int):
-    jobs.resolve_interrupted(
+    again = jobs.resolve_interrupted(
         lab(), actor(), job_id, request.form.get("resolution", ""), request.form.get("reason", "")
     )
-    flash("Interruption resolved.", "ok")
-    return redirect(request.referrer or url_for("board.index"), 303)
+    flash("Interruption resolved." + (" A new build job is queued." if again else ""), "ok")
+    return _back()
 
 
 @bp.route("/jobs/<int:job_id>/outcome", methods=["POST"])
@@ -69,4 +135,4 @@ def outcome(job_id: int):
         lab(), actor(), job_id, request.form.get("outcome", ""), request.form.get("note", "")
     )
     flash("Build outcome recorded.", "ok")
-    return redirect(request.referrer or url_for("board.index"), 303)
+    return _back()

@@ -1,31 +1,32 @@
-"""Case pages: list, new order, case detail with uploads and design approval."""
+"""Case pages: list, new order, case detail with uploads, sign-offs and design approval."""
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from pocprint.domain.cases import DeviceType
+from pocprint.domain.anatomy import LATERALITY, describe
+from pocprint.domain.cases import (
+    MODALITIES,
+    DeviceType,
+    IntendedUse,
+    RegulatoryRoute,
+    order_warnings,
+)
 from pocprint.domain.roles import Permission
 from pocprint.reads.cases import case_detail, case_list
+from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.services import cases as case_service
 from pocprint.services import parts as part_service
+from pocprint.services import review as review_service
+from pocprint.services.anatomy import taxonomy
 from pocprint.services.errors import Invalid
 from pocprint.store.db import read_session
+from pocprint.store.models import Case
 from pocprint.web.auth import actor, lab, requires
+from pocprint.web.order_form import form_of, identifiers_from, order_from
 from pocprint.web.uploads import received
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
-
-
-def parse_date(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise Invalid(f"not a date: {text!r} (use YYYY-MM-DD)") from exc
 
 
 @bp.route("/")
@@ -36,22 +37,58 @@ def index():
     return render_template("cases/list.html", cases=rows, device_types=DeviceType)
 
 
+def _form_context(form=None) -> dict:
+    return {
+        "device_types": DeviceType,
+        "intended_uses": IntendedUse,
+        "routes": RegulatoryRoute,
+        "modalities": MODALITIES,
+        "lateralities": LATERALITY,
+        "taxonomy": taxonomy(lab().settings.anatomy_file),
+        "stores_identifiers": bool(lab().settings.identifiers_key),
+        "form": form or {},
+    }
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Permission.CREATE_CASE)
 def new():
     if request.method == "POST":
-        form = request.form
-        case_id = case_service.create_case(
-            lab(),
-            actor(),
-            patient_code=form.get("patient_code", ""),
-            indication=form.get("indication", ""),
-            device_type=form.get("device_type", ""),
-            needed_by=parse_date(form.get("needed_by")),
-        )
-        flash("Case created. Upload the mesh next.", "ok")
+        try:
+            case_id = case_service.create_case(
+                lab(),
+                actor(),
+                patient_identifiers=identifiers_from(request.form),
+                **order_from(request.form),
+            )
+        except Invalid as exc:  # keep what was typed; show every problem at once
+            flash(str(exc), "error")
+            return render_template("cases/new.html", **_form_context(request.form)), 422
+        flash("Case created. It now waits for the radiologist's review; upload the mesh.", "ok")
         return redirect(url_for("cases.detail", case_id=case_id), 303)
-    return render_template("cases/new.html", device_types=DeviceType)
+    return render_template("cases/new.html", **_form_context())
+
+
+@bp.route("/<int:case_id>/edit", methods=["GET", "POST"])
+@requires(Permission.CREATE_CASE)
+def edit(case_id: int):
+    """Answer a request for more information, or correct the order. A change to what the
+    radiologist reviewed sends the case back to review."""
+    if request.method == "POST":
+        try:
+            changed = case_service.update_case(lab(), actor(), case_id, **order_from(request.form))
+        except Invalid as exc:
+            flash(str(exc), "error")
+            context = _form_context(request.form)
+            return render_template("cases/new.html", **context, editing=case_id), 422
+        flash(f"Order updated ({', '.join(changed) or 'no change'}).", "ok")
+        return redirect(url_for("cases.detail", case_id=case_id), 303)
+    with read_session(lab().engine) as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            abort(404)
+        form = form_of(case)
+    return render_template("cases/new.html", **_form_context(form), editing=case_id)
 
 
 @bp.route("/<int:case_id>")
@@ -59,9 +96,61 @@ def new():
 def detail(case_id: int):
     with read_session(lab().engine) as session:
         data = case_detail(session, case_id)
-    if data is None:
-        abort(404)
-    return render_template("cases/detail.html", **data, device_types=DeviceType)
+        if data is None:
+            abort(404)
+        steps = clearance(session, case_id)
+        history = {
+            p["part"].id: signature_history(session, "part", p["part"].id) for p in data["parts"]
+        }
+        case_signatures = signature_history(session, "case", case_id)
+        past_reviews = reviews(session, case_id)
+    return render_template(
+        "cases/detail.html",
+        **data,
+        device_types=DeviceType,
+        steps=steps,
+        history=history,
+        case_signatures=case_signatures,
+        reviews=past_reviews,
+        warnings=order_warnings(data["case"].__dict__),
+        describe=describe,
+    )
+
+
+@bp.route("/<int:case_id>/identifiers", methods=["POST"])
+@requires(Permission.VIEW_IDENTIFIERS)
+def identifiers(case_id: int):
+    """Shown once per request, never in a URL; each reading is audited."""
+    values = case_service.read_identifiers(lab(), actor(), case_id)
+    return render_template("cases/identifiers.html", case_id=case_id, identifiers=values)
+
+
+@bp.route("/parts/<int:part_id>/segmentation", methods=["POST"])
+@requires(Permission.SIGN_SEGMENTATION)
+def sign_segmentation(part_id: int):
+    overlay = request.files.get("overlay")
+    password, comment = request.form.get("password", ""), request.form.get("comment", "")
+    if overlay is not None and overlay.filename:
+        with received(overlay, lab().settings.work_dir) as path:
+            review_service.sign_segmentation(lab(), actor(), part_id, password, path, comment)
+    else:
+        review_service.sign_segmentation(lab(), actor(), part_id, password, None, comment)
+    flash("Segmentation signed: the model matches the images.", "ok")
+    return redirect(request.referrer or url_for("cases.index"), 303)
+
+
+@bp.route("/signatures/<int:signature_id>/withdraw", methods=["POST"])
+@requires(Permission.VIEW)  # the service checks the permission matching the signature
+def withdraw(signature_id: int):
+    review_service.withdraw_signoff(
+        lab(),
+        actor(),
+        signature_id,
+        request.form.get("password", ""),
+        request.form.get("reason", ""),
+    )
+    flash("Signature withdrawn. The case is back at that step.", "ok")
+    return redirect(request.referrer or url_for("cases.index"), 303)
 
 
 @bp.route("/<int:case_id>/parts", methods=["POST"])

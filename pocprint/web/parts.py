@@ -18,7 +18,7 @@ import trimesh
 from flask import Blueprint, Response, abort, jsonify, render_template, request, url_for
 
 from pocprint.domain.roles import Permission
-from pocprint.mesh.diff import surface_changes
+from pocprint.mesh.diff import MAX_SNAP_MM, surface_changes
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import binary_stl_bytes, load_mesh
 from pocprint.store.db import read_session
@@ -87,15 +87,35 @@ def original_mesh(part: Part) -> trimesh.Trimesh:
     return trimesh.Trimesh(vertices=vertices, faces=mesh.faces, process=False, validate=False)
 
 
+def candidate_of(part: Part) -> dict | None:
+    """The closed candidate delivered as the repaired mesh (repair report), or None."""
+    candidate = (part.repair_report or {}).get("candidate") or {}
+    return candidate if candidate.get("used") else None
+
+
+def snap_mm(part: Part) -> float:
+    """How far the repaired mesh may have moved a vertex the diff still counts as kept: the
+    largest offset of a split vertex copy of a delivered candidate (0: exact matching).
+    A recorded offset beyond the diff's cap is not trusted: exact matching then."""
+    candidate = candidate_of(part)
+    offset = float((candidate or {}).get("max_split_offset_mm") or 0.0)
+    return offset if 0.0 < offset <= MAX_SNAP_MM else 0.0
+
+
 def changes_of(part: Part) -> dict:
     """Invented and removed faces of a processed part (computed once per pair of files)."""
-    key = (part.source_sha256, part.repaired_sha256 or "", f"{part.fmt}-{scale_to_mm(part)!r}")
+    snap = snap_mm(part)
+    key = (
+        part.source_sha256,
+        part.repaired_sha256 or "",
+        f"{part.fmt}-{scale_to_mm(part)!r}-{snap!r}",
+    )
     with _changes_lock:
         if key in _changes_cache:
             _changes_cache.move_to_end(key)
             return _changes_cache[key]
     repaired = _load(_blob(part.repaired_sha256), "stl")
-    result = surface_changes(original_mesh(part), repaired)
+    result = surface_changes(original_mesh(part), repaired, snap)
     with _changes_lock:
         _changes_cache[key] = result
         while len(_changes_cache) > _CHANGES_CACHE_SIZE:
@@ -115,6 +135,7 @@ def repair(part_id: int):
         case=case,
         report=part.repair_report or {},
         viewer=bool(part.repaired_sha256 and part.analysis_after),
+        snap=snap_mm(part),
     )
 
 

@@ -132,15 +132,26 @@ async function start(box) {
   repaired.translate(-centre.x, -centre.y, -centre.z);
   whole.translate(centre.clone().negate());
   const changed = removed.box.clone().union(invented.box);
-  // First look from the side where the repair changed most surface, so it is in sight at once.
-  let home = VIEW_DIRECTION.clone();
-  if (!changed.isEmpty()) {
-    changed.translate(centre.clone().negate());
-    const towards = removed.weighted.clone().add(invented.weighted)
-      .divideScalar(removed.area + invented.area).sub(centre);
-    if (towards.length() > 0.05 * whole.getSize(new THREE.Vector3()).length()) {
-      home = towards.normalize().addScaledVector(VIEW_DIRECTION, 0.6).normalize();
+  // Look from the side where (area-weighted) the given changes lie, so they are in sight.
+  function sideOf(weighted, area) {
+    if (!(area > 0)) return VIEW_DIRECTION.clone();
+    const towards = weighted.clone().divideScalar(area).sub(centre);
+    if (towards.length() <= 0.05 * whole.getSize(new THREE.Vector3()).length()) {
+      return VIEW_DIRECTION.clone();
     }
+    return towards.normalize().addScaledVector(VIEW_DIRECTION, 0.6).normalize();
+  }
+  // First look from the side where the repair changed most surface.
+  const home = sideOf(removed.weighted.clone().add(invented.weighted), removed.area + invented.area);
+  if (!changed.isEmpty()) changed.translate(centre.clone().negate());
+  // "Zoom to changes" per mode: the removed faces on the upload, the invented ones on the
+  // repaired mesh (each from its own side), both side by side.
+  const focus = { both: { region: changed, side: home } };
+  for (const [name, painted] of [["original", removed], ["repaired", invented]]) {
+    const region = painted.box.clone();
+    if (region.isEmpty()) continue;
+    region.translate(centre.clone().negate());
+    focus[name] = { region, side: sideOf(painted.weighted, painted.area) };
   }
 
   const scenes = { original: makeScene(original), repaired: makeScene(repaired) };
@@ -168,7 +179,9 @@ async function start(box) {
   controls.minDistance = modelRadius / 50;
   controls.maxDistance = modelRadius * 12;
 
-  if (!changed.isEmpty()) changed.expandByScalar(modelRadius * 0.04); // some surroundings
+  for (const f of Object.values(focus)) { // some surroundings
+    if (!f.region.isEmpty()) f.region.expandByScalar(modelRadius * 0.04);
+  }
   let mode = box.dataset.mode || "both";
   let frame = 0;
   let lastRegion = whole;
@@ -252,7 +265,10 @@ async function start(box) {
     button.addEventListener("click", () => {
       if (button.dataset.mode) setMode(button.dataset.mode);
       else if (button.dataset.action === "reset") fit(whole, home);
-      else if (button.dataset.action === "changes" && !changed.isEmpty()) fit(changed, home);
+      else if (button.dataset.action === "changes" && !changed.isEmpty()) {
+        const f = focus[mode] || focus.both;
+        fit(f.region, f.side);
+      }
       requestDraw();
     });
   });

@@ -1,0 +1,114 @@
+"""Printers without a network API (connector "manual").
+
+Dispatch reserves the printer and the job as for any printer (plate clear consumed, slice
+chosen); then the technician downloads the verified G-code, starts the print at the machine
+and confirms the start and the end on the tablet. Each step is recorded with who and when.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pocprint.domain.roles import Permission
+from pocprint.domain.states import JobState
+from pocprint.services import audit
+from pocprint.services.actors import Actor
+from pocprint.services.errors import Invalid, NotFound, PrinterProblem, WrongState
+from pocprint.services.jobs import add_control, control_entry
+from pocprint.services.lab import Lab
+from pocprint.store.db import unit_of_work
+from pocprint.store.models import BuildJob, Printer, utcnow
+
+MANUAL_DETAIL = "Manual printer"
+
+
+def _manual_job(lab: Lab, session, job_id: int, state: JobState) -> tuple[BuildJob, Printer]:
+    job = session.get(BuildJob, job_id)
+    if job is None:
+        raise NotFound(f"no build job {job_id}")
+    printer = session.get(Printer, job.printer_id) if job.printer_id else None
+    if printer is None or printer.name not in lab.printers or not lab.printers[printer.name].manual:
+        raise WrongState(f"job {job.serial} is not on a manual printer")
+    if job.state != state:
+        raise WrongState(f"job {job.serial} is {job.state}, not {state.replace('_', ' ')}")
+    return job, printer
+
+
+def gcode_for_download(lab: Lab, actor: Actor, job_id: int) -> tuple[Path, str]:
+    """The approved G-code of a job waiting on a manual printer, checked against its SHA-256
+    before it is handed out; returns (file, download name). The download is recorded."""
+    actor.require(Permission.OPERATE_PRINTERS)
+    with unit_of_work(lab.engine) as session:
+        job, printer = _manual_job(lab, session, job_id, JobState.DISPATCHING)
+        if not job.gcode_sha256 or not lab.blobs.verify(job.gcode_sha256):
+            raise PrinterProblem(
+                f"the stored G-code of job {job.serial} no longer matches its approved SHA-256; "
+                "do not print it"
+            )
+        add_control(job, control_entry(actor, "download", None))
+        audit.record(
+            session,
+            actor,
+            "job.gcode_downloaded",
+            "job",
+            job.serial,
+            after={"printer": printer.name, "gcode_sha256": job.gcode_sha256},
+        )
+        return lab.blobs.path(job.gcode_sha256), job.remote_name or f"{job.serial}.gcode"
+
+
+def confirm_start(lab: Lab, actor: Actor, job_id: int, note: str = "") -> None:
+    """The technician started the downloaded file at the printer."""
+    actor.require(Permission.OPERATE_PRINTERS)
+    with unit_of_work(lab.engine) as session:
+        job, printer = _manual_job(lab, session, job_id, JobState.DISPATCHING)
+        if not any(c.get("action") == "download" for c in job.controls or []):
+            raise WrongState("download the verified G-code first, then start it at the printer")
+        job.state = JobState.PRINTING
+        job.started_at = job.updated_at = utcnow()
+        job.printer_sha1 = job.gcode_sha1
+        job.printer_report = {"manual": {"started_by": actor.username}}
+        printer.state, printer.state_detail = "printing", MANUAL_DETAIL
+        printer.job_file = job.remote_name
+        add_control(job, control_entry(actor, "start", note.strip() or None))
+        audit.record(
+            session,
+            actor,
+            "job.started",
+            "job",
+            job.serial,
+            before={"state": JobState.DISPATCHING},
+            after={"state": JobState.PRINTING, "printer": printer.name, "manual": True},
+            reason=note.strip() or None,
+        )
+
+
+def confirm_end(lab: Lab, actor: Actor, job_id: int, result: str, note: str = "") -> None:
+    """The print ended at the printer: ``printed`` (finished) or ``failed`` (with a reason)."""
+    actor.require(Permission.OPERATE_PRINTERS)
+    target = {"printed": JobState.PRINTED, "failed": JobState.FAILED}.get(result)
+    if target is None:
+        raise Invalid("result must be 'printed' or 'failed'")
+    note = (note or "").strip()
+    if target == JobState.FAILED and not note:
+        raise Invalid("say why the print failed")
+    with unit_of_work(lab.engine) as session:
+        job, printer = _manual_job(lab, session, job_id, JobState.PRINTING)
+        job.state = target
+        job.finished_at = job.updated_at = utcnow()
+        job.progress = 100.0 if target == JobState.PRINTED else job.progress
+        if target == JobState.FAILED:
+            job.error = f"the technician reports the print failed: {note}"
+        printer.state, printer.state_detail, printer.job_file = "idle", MANUAL_DETAIL, None
+        printer.plate_clear = False
+        add_control(job, control_entry(actor, f"end_{result}", note or None))
+        audit.record(
+            session,
+            actor,
+            "job.printed" if target == JobState.PRINTED else "job.failed",
+            "job",
+            job.serial,
+            before={"state": JobState.PRINTING},
+            after={"state": target, "printer": printer.name, "manual": True},
+            reason=note or None,
+        )

@@ -1,0 +1,107 @@
+"""Reading the order form into the fields services.cases.create_case takes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from werkzeug.datastructures import MultiDict
+
+from pocprint.services.errors import Invalid
+
+TEXT_FIELDS = (
+    "patient_code",
+    "indication",
+    "device_type",
+    "ordering_clinician",
+    "ordering_contact",
+    "icd10_code",
+    "intended_use",
+    "accession_number",
+    "modality",
+    "segmentation_software",
+    "segmentation_version",
+    "regulatory_route",
+    "prescriber_name",
+    "prescriber_qualification",
+    "design_characteristics",
+)
+
+
+def parse_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise Invalid(f"not a date: {text!r} (use YYYY-MM-DD)") from exc
+
+
+def _number(text: str | None, name: str) -> float | None:
+    if not (text or "").strip():
+        return None
+    try:
+        return float(text.replace(",", "."))
+    except ValueError as exc:
+        raise Invalid(f"{name} must be a number in mm, not {text!r}") from exc
+
+
+def _yes_no(text: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get((text or "").strip().lower())
+
+
+def anatomy_from(form: MultiDict) -> list[dict]:
+    """Rows of the anatomy table: `anatomy_code` is "region|subregion|structure"."""
+    parts = []
+    codes = form.getlist("anatomy_code")
+    sides = form.getlist("anatomy_laterality")
+    comments = form.getlist("anatomy_comment")
+    for i, code in enumerate(codes):
+        if not code.strip():
+            continue
+        region, subregion, structure = (code.split("|") + ["", "", ""])[:3]
+        parts.append(
+            {
+                "region": region,
+                "subregion": subregion,
+                "structure": structure,
+                "laterality": sides[i] if i < len(sides) else "",
+                "comment": comments[i] if i < len(comments) else "",
+            }
+        )
+    return parts
+
+
+def order_from(form: MultiDict) -> dict:
+    order = {name: form.get(name, "") for name in TEXT_FIELDS}
+    order["icd10_code"] = order["icd10_code"] or None
+    order["needed_by"] = parse_date(form.get("needed_by"))
+    order["procedure_date"] = parse_date(form.get("procedure_date"))
+    order["slice_thickness_mm"] = _number(form.get("slice_thickness_mm"), "slice thickness")
+    order["diagnostic_use"] = _yes_no(form.get("diagnostic_use"))
+    order["anatomy"] = anatomy_from(form)
+    return order
+
+
+def identifiers_from(form: MultiDict) -> dict | None:
+    values = {
+        "name": form.get("identifier_name", ""),
+        "record_number": form.get("identifier_record_number", ""),
+        "birth_date": form.get("identifier_birth_date", ""),
+    }
+    return values if any(v.strip() for v in values.values()) else None
+
+
+def form_of(case) -> MultiDict:
+    """A case's order as the form's fields, to edit it."""
+    pairs = [(name, getattr(case, name) or "") for name in TEXT_FIELDS]
+    for name in ("needed_by", "procedure_date"):
+        value = getattr(case, name)
+        pairs.append((name, value.isoformat() if value else ""))
+    pairs.append(
+        ("slice_thickness_mm", "" if case.slice_thickness_mm is None else case.slice_thickness_mm)
+    )
+    pairs.append(("diagnostic_use", "yes" if case.diagnostic_use else "no"))
+    for part in case.anatomy or []:
+        code = "|".join([part["region"], part["subregion"], part.get("structure", "")])
+        pairs += [("anatomy_code", code), ("anatomy_laterality", part["laterality"])]
+    return MultiDict([(k, str(v)) for k, v in pairs])
