@@ -16,7 +16,7 @@ from pocprint.services.slicing import slice_job
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import AuditEvent, JobSlice, Printer
 
-from conftest import write_printer
+from conftest import PASSWORD, write_printer
 from fleet_helpers import (
     PETG_250,
     PLA_180,
@@ -287,3 +287,34 @@ def test_walls_thinner_than_the_printer_resolves_are_flagged_on_the_slice(tmp_pa
         assert event.after["slices"][0]["warning"] == warning
     finally:
         lab.engine.dispose()
+
+
+def test_a_job_the_gate_refuses_holds_no_printer_and_is_audited_once(
+    tmp_path, database_url, people_lab
+):
+    from pocprint.services import review
+    from pocprint.store.models import BuildJob, Signature
+
+    lab, people = people_lab(manual=True)
+    urgent = cleared_job(lab, people, box(tmp_path, name="urgent"), days=1, patient_code="PX-0101")
+    later = cleared_job(lab, people, box(tmp_path, name="later"), days=9, patient_code="PX-0102")
+    assert slice_job(lab, urgent) and slice_job(lab, later)
+    # After slicing, the radiologist withdraws the more urgent job's segmentation sign-off.
+    with read_session(lab.engine) as s:
+        part_id = s.get(BuildJob, urgent).part_id
+        signoff = s.exec(
+            select(Signature).where(
+                Signature.meaning == "approved segmentation", Signature.entity_id == str(part_id)
+            )
+        ).one()
+    review.withdraw_signoff(lab, people["rad"], signoff.id, PASSWORD, "segmented the wrong phase")
+
+    manual = printer_named(lab, "manual-1")
+    dispatch.confirm_plate_clear(lab, people["tech"], manual.id)
+    dispatch.dispatch_ready_jobs(lab)
+    dispatch.dispatch_ready_jobs(lab)  # a second scheduler pass
+    # The refused job did not take the printer from the cleared one.
+    assert job(lab, urgent).state == JobState.READY
+    assert job(lab, later).state == JobState.DISPATCHING
+    refusals = [e for e in actions(lab, job(lab, urgent).serial) if e.action == "gate.refused"]
+    assert len(refusals) == 1 and "segmentation sign-off: withdrawn" in refusals[0].reason

@@ -157,6 +157,14 @@ def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobV
     ]
 
 
+def _cleared(session, job_id: int) -> bool:
+    try:
+        require_clinical_clearance(session, session.get(BuildJob, job_id))
+    except NotApproved:
+        return False
+    return True
+
+
 def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
     now = utcnow()
     with unit_of_work(lab.engine) as session:
@@ -167,7 +175,9 @@ def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
         ).all()
         if not printers:
             return []
-        jobs = job_views(session)
+        # Jobs the clinical gate refuses are left out before planning, so they hold no printer
+        # (the gate audits each change of its decision, not every pass).
+        jobs = [j for j in job_views(session) if _cleared(session, j.id)]
         if not jobs:
             return []
         views = printer_views(lab, session, printers, now)
@@ -175,13 +185,6 @@ def _claim_pairs(lab: Lab) -> list[tuple[int, str]]:
         for chosen in plan(views, jobs, now.date()):
             job_view, printer_view = chosen.job, chosen.printer
             job = session.get(BuildJob, job_view.id)
-            try:
-                require_clinical_clearance(session, job)
-            except NotApproved as exc:
-                audit.record(
-                    session, SYSTEM, "job.dispatch_refused", "job", job.serial, reason=str(exc)
-                )
-                continue
             printer = session.get(Printer, printer_view.id)
             remote = f"{job.serial}.gcode"
             if not claim(
