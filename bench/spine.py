@@ -161,7 +161,8 @@ def one_run(mesh: Path, workdir: Path) -> dict:
     durations = part["repair_report"]["duration_s"]
     service = part["repair_report"]["service_timings_s"]
     slicing_t = sliced.after["timings_s"]
-    analysis = durations["analysis"]
+    # Analysis: every mesh step but the repair itself (thin walls, self-intersections included).
+    analysis = durations["total"] - sum(durations[k] for k in ("repair", "gate", "fidelity"))
     repair = sum(durations[k] for k in ("repair", "gate", "fidelity"))
     slicing = slicing_t["slicer_process"]
     total = (t1 - t0) + (t3 - t2)
