@@ -21,16 +21,15 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pocprint.config import REPO_ROOT, load_settings
+from bench.offline_lab import offline_lab
+from pocprint.config import REPO_ROOT
 from pocprint.domain.roles import Role
 from pocprint.scheduler import Worker
 from pocprint.services.actors import Actor
 from pocprint.services.catalog import load_shipped
-from pocprint.services.fleet import sync_printers
-from pocprint.services.lab import build_lab
 from pocprint.services.users import create_api_token, create_user
 from pocprint.slicing.prusaslicer import slicer_version
-from pocprint.store.db import read_session, upgrade
+from pocprint.store.db import read_session
 from pocprint.store.models import AuditEvent
 from pocprint.web import create_app
 
@@ -38,17 +37,6 @@ MESHES = REPO_ROOT.parent / "shared" / "data" / "meshes"
 MESH = "fmt_multipletextures_97k.3mf"
 RUNS = 3
 PASSWORD = secrets.token_urlsafe(16)  # throw-away accounts in a temporary database
-PRINTER = """name = "bench-printer"
-serial = "BENCH-1"
-connector = "octoprint"
-url = "http://127.0.0.1:9"
-api_key_env = "POCPRINT_BENCH_UNUSED"
-technology = "material extrusion"
-build_volume_mm = [250, 210, 210]
-material = "PLA"
-profiles = ["generic-fff-250x210_pla"]
-calibration_due = 2099-01-01
-"""
 
 
 # A complete order (the clinical gate needs every field) and a shipped catalog scenario.
@@ -86,19 +74,7 @@ def wait(fetch, done, timeout=600, interval=0.01):
 
 
 def one_run(mesh: Path, workdir: Path) -> dict:
-    printers = workdir / "printers"
-    printers.mkdir(parents=True)
-    (printers / "bench-printer.toml").write_text(PRINTER)
-    settings = load_settings(
-        data_dir=workdir / "data",
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
-        printers_dir=printers,
-        profiles_dir=REPO_ROOT / "printers" / "profiles",
-        secret_key=secrets.token_hex(8),
-    )
-    upgrade(settings.database_url)
-    lab = build_lab(settings)
-    sync_printers(lab)
+    settings, lab = offline_lab(workdir, "bench.db")
     load_shipped(lab)
     root = Actor(None, "bench", "bench", frozenset({Role.ADMIN}))
     tokens = {}

@@ -33,14 +33,13 @@ import sqlalchemy as sa
 import trimesh
 from sqlmodel import select
 
-from pocprint.config import REPO_ROOT, load_settings
+from bench.offline_lab import PROFILE, offline_lab
+from pocprint.config import REPO_ROOT
 from pocprint.domain.roles import Role
 from pocprint.reads.audit import verify_chain
 from pocprint.reads.records import device_record
 from pocprint.services import cases, maintenance, materials, postprocessing, release
 from pocprint.services.actors import Actor
-from pocprint.services.fleet import sync_printers
-from pocprint.services.lab import build_lab
 from pocprint.services.mesh_processing import process_part
 from pocprint.services.parts import confirm_units
 from pocprint.services.users import authenticate, create_user
@@ -53,18 +52,6 @@ from pocprint.trace.site import load_site
 EVENTS = 1_000_000
 BATCH = 20_000
 PASSWORD = secrets.token_urlsafe(16)  # throw-away accounts in a temporary database
-PROFILE = "generic-fff-250x210_pla"
-PRINTER = f"""name = "bench-printer"
-serial = "BENCH-1"
-connector = "octoprint"
-url = "http://127.0.0.1:9"
-api_key_env = "POCPRINT_BENCH_UNUSED"
-technology = "material extrusion"
-build_volume_mm = [250, 210, 210]
-material = "PLA"
-profiles = ["{PROFILE}"]
-calibration_due = 2099-01-01
-"""
 
 
 def _shapes(i: int) -> tuple:
@@ -226,19 +213,7 @@ def bench_chain(workdir: Path, n: int) -> dict:
 
 
 def _device(workdir: Path) -> tuple:
-    printers = workdir / "printers"
-    printers.mkdir()
-    (printers / "bench-printer.toml").write_text(PRINTER)
-    settings = load_settings(
-        data_dir=workdir / "data",
-        database_url=f"sqlite:///{workdir / 'dhr.db'}",
-        printers_dir=printers,
-        profiles_dir=REPO_ROOT / "printers" / "profiles",
-        secret_key=secrets.token_hex(16),
-    )
-    upgrade(settings.database_url)
-    lab = build_lab(settings)
-    sync_printers(lab)
+    _settings, lab = offline_lab(workdir, "dhr.db")
     root = Actor(None, "bench", "bench", frozenset({Role.ADMIN}))
     people = {}
     for name, role in (

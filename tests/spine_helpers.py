@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from pocprint.domain.roles import Role
@@ -89,6 +90,25 @@ def launch_chromium(playwright, *extra: str):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra]
     )
+
+
+TABLET = {"width": 820, "height": 1180}  # the lab's tablet viewport, portrait
+
+
+@contextmanager
+def chromium(*extra: str):
+    """Debian's chromium under Playwright; skips, saying why, where either is missing."""
+    import pytest
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    with playwright_api.sync_playwright() as p:
+        browser = launch_chromium(p, *extra)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def fill_order_form(page, patient_code: str, indication: str, device_type: str) -> None:

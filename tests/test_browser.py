@@ -3,8 +3,6 @@ tablet viewport (820 x 1180)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from pocprint.store.db import upgrade
@@ -12,21 +10,15 @@ from pocprint.store.db import upgrade
 from conftest import PASSWORD, make_settings, write_printer
 from octoprint_fixtures import octoprint_or_skip, running_octoprint
 from service_process import ServiceProcess
-from spine_helpers import CHROMIUM, E2E_MESH, fill_order_form, launch_chromium, make_people
+from spine_helpers import E2E_MESH, TABLET, chromium, fill_order_form, make_people
 
 pytestmark = [pytest.mark.browser, pytest.mark.octoprint]
-TABLET = {"width": 820, "height": 1180}
 
 
 @pytest.fixture
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    with playwright_api.sync_playwright() as p:
-        browser = launch_chromium(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

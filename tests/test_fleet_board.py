@@ -23,7 +23,7 @@ from pocprint.web import create_app
 from conftest import PASSWORD, make_settings, write_printer
 from fleet_helpers import PLA_180, box, cleared_job, fleet_lab, job, printer_named
 from service_process import ServiceProcess, wait_for
-from spine_helpers import CHROMIUM, launch_chromium, make_people
+from spine_helpers import CHROMIUM, TABLET, launch_chromium, make_people
 
 pytestmark = [pytest.mark.slicer]
 
@@ -156,7 +156,7 @@ def test_board_updates_live_without_reloading(tmp_path):
     try:
         with playwright_api.sync_playwright() as p:
             browser = launch_chromium(p)
-            page = browser.new_context(viewport={"width": 820, "height": 1180}).new_page()
+            page = browser.new_context(viewport=TABLET).new_page()
             page.goto(f"{service.url}/login")
             page.fill("input[name=username]", "tech")
             page.fill("input[name=password]", PASSWORD)

@@ -21,7 +21,7 @@ from pocprint.store.db import read_session
 from pocprint.store.models import Part
 
 from conftest import PASSWORD, TEST_MESHES, order_fields
-from spine_helpers import CHROMIUM, launch_chromium
+from spine_helpers import CHROMIUM, TABLET, launch_chromium
 
 WALLHOLE = TEST_MESHES / "defect_wallhole.obj"  # a wall with a hole: repair invents a patch
 TETRAHEDRA = TEST_MESHES / "defect_nonmanifold_tetrahedra.obj"  # repair removes faces
@@ -29,7 +29,6 @@ INCH_3MF = TEST_MESHES / "fmt_featuretype_inch.3mf"  # coordinates not exact in 
 # Two boxes sharing an edge: the standard repair fails, the closed candidate cuts the edge
 # apart (split vertex copies moved) and changes no face otherwise.
 SHARED_EDGE = TEST_MESHES / "defect_nonmanifold_shared_edge.stl"
-TABLET = {"width": 820, "height": 1180}
 
 
 # ----------------------------------------------------------------------------- diff.py

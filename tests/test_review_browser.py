@@ -4,8 +4,6 @@ running as its own process."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import trimesh
 from sqlmodel import select
@@ -20,21 +18,15 @@ from pocprint.store.models import Case, Signature
 
 from conftest import PASSWORD, make_settings, order_fields
 from service_process import ServiceProcess
-from spine_helpers import CHROMIUM, launch_chromium, make_people
+from spine_helpers import TABLET, chromium, make_people
 
 pytestmark = [pytest.mark.browser]
-TABLET = {"width": 820, "height": 1180}
 
 
 @pytest.fixture
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    with playwright_api.sync_playwright() as p:
-        browser = launch_chromium(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

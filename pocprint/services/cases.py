@@ -228,6 +228,15 @@ def next_serial(job: BuildJob) -> str:
     return f"D{job.created_at:%Y}-{job.id:06d}"
 
 
+def add_build_job(session: Session, **fields) -> BuildJob:
+    """A new build job queued for slicing, with its device serial (which needs the row id)."""
+    job = BuildJob(serial=uuid.uuid4().hex[:32], state=JobState.SLICE_QUEUED, **fields)
+    session.add(job)
+    session.flush()
+    job.serial = next_serial(job)
+    return job
+
+
 def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment: str = "") -> int:
     """Sign the repaired mesh as the design to print; queue it for slicing.
 
@@ -277,19 +286,15 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         part.state = advance_part(PartState(part.state), PartState.APPROVED)
         session.flush()
         extents = (part.analysis_after or {}).get("extents") or [0, 0, 0]
-        job = BuildJob(
-            serial=uuid.uuid4().hex[:32],
+        job = add_build_job(
+            session,
             case_id=part.case_id,
             part_id=part.id,
             approval_id=approval.id,
             profile_id=_choose_profile(lab, extents),
-            state=JobState.SLICE_QUEUED,
             extents=list(extents),
             mesh_sha256=part.repaired_sha256,
         )
-        session.add(job)
-        session.flush()
-        job.serial = next_serial(job)
         audit.record(
             session,
             actor,

@@ -3,8 +3,6 @@ override, orientation, resolve an interruption, record the outcome."""
 
 from __future__ import annotations
 
-import uuid
-
 from pocprint.connectors.base import ConnectorError
 from pocprint.domain.placement import Orientation
 from pocprint.domain.roles import Permission
@@ -266,15 +264,14 @@ def resolve_interrupted(
 def _reprint(session, job: BuildJob) -> BuildJob:
     """A new build job for the same approved design; slicing and dispatch check the gates
     again. It keeps the orientation and any urgent override of the interrupted job."""
-    from pocprint.services.cases import next_serial
+    from pocprint.services.cases import add_build_job
 
-    again = BuildJob(
-        serial=uuid.uuid4().hex[:32],
+    return add_build_job(
+        session,
         case_id=job.case_id,
         part_id=job.part_id,
         approval_id=job.approval_id,
         profile_id=job.profile_id,
-        state=JobState.SLICE_QUEUED,
         extents=job.extents,
         mesh_sha256=job.mesh_sha256,
         orientation=job.orientation,
@@ -285,10 +282,6 @@ def _reprint(session, job: BuildJob) -> BuildJob:
         urgent_by=job.urgent_by,
         urgent_at=job.urgent_at,
     )
-    session.add(again)
-    session.flush()
-    again.serial = next_serial(again)
-    return again
 
 
 def record_outcome(lab: Lab, actor: Actor, job_id: int, outcome: str, note: str = "") -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import tomllib
-import uuid
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,7 @@ from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState
 from pocprint.services import audit
 from pocprint.services.actors import Actor
-from pocprint.services.cases import next_serial, require_current_approval
+from pocprint.services.cases import add_build_job, require_current_approval
 from pocprint.services.errors import Invalid, NotFound, WrongState
 from pocprint.services.lab import Lab
 from pocprint.store.db import unit_of_work
@@ -258,19 +257,15 @@ def decide_failed_build(
         reprint = None
         if decision == "reprint":
             require_current_approval(session, job)
-            reprint = BuildJob(
-                serial=uuid.uuid4().hex[:32],
+            reprint = add_build_job(
+                session,
                 case_id=job.case_id,
                 part_id=job.part_id,
                 approval_id=job.approval_id,
                 profile_id=job.profile_id,
-                state=JobState.SLICE_QUEUED,
                 extents=job.extents,
                 mesh_sha256=job.mesh_sha256,
             )
-            session.add(reprint)
-            session.flush()
-            reprint.serial = next_serial(reprint)
         row = QaDisposition(
             build_job_id=job.id,
             decision=decision,
