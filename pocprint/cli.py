@@ -27,7 +27,7 @@ def _prepare(settings: Settings):
     from pocprint.services.catalog import load_shipped
     from pocprint.services.fleet import sync_printers
     from pocprint.services.lab import build_lab
-    from pocprint.services.recovery import recover
+    from pocprint.services.sweeper import recover
     from pocprint.services.users import bootstrap_admin, has_users
     from pocprint.store.db import upgrade
 

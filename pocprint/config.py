@@ -32,6 +32,14 @@ class Settings:
     dispatch_interval_s: float = 1.0
     poll_interval_s: float = 2.0
     printer_timeout_s: float = 4.0
+    # Worker steps hold a lease, renewed while they run; an expired lease is swept (re-queued
+    # or, for a dispatch, followed or marked interrupted). Transient errors retry with an
+    # exponential back-off, at most max_attempts times.
+    lease_s: float = 60.0
+    sweep_interval_s: float = 5.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 300.0
+    max_attempts: int = 5
     session_timeout_minutes: int = 30
     # Clinical gate: account lockout, patient-identifier key (Fernet), catalog and taxonomy.
     lockout_attempts: int = 5
@@ -130,6 +138,11 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         dispatch_interval_s=float(worker.get("dispatch_interval_s", 1.0)),
         poll_interval_s=float(worker.get("poll_interval_s", 2.0)),
         printer_timeout_s=float(worker.get("printer_timeout_s", 4.0)),
+        lease_s=float(worker.get("lease_s", 60.0)),
+        sweep_interval_s=float(worker.get("sweep_interval_s", 5.0)),
+        retry_base_s=float(worker.get("retry_base_s", 5.0)),
+        retry_max_s=float(worker.get("retry_max_s", 300.0)),
+        max_attempts=int(worker.get("max_attempts", 5)),
         session_timeout_minutes=int(raw.get("session", {}).get("timeout_minutes", 30)),
         lockout_attempts=int(raw.get("accounts", {}).get("lockout_attempts", 5)),
         lockout_minutes=int(raw.get("accounts", {}).get("lockout_minutes", 15)),

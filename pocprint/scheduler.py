@@ -1,8 +1,10 @@
 """The worker: APScheduler jobs that run the persisted steps (mesh, slicing, dispatch, polling).
 
-All step state lives in the database, so a restart loses nothing: `services.recovery` runs
-before the first tick. Each scheduler job runs one at a time; `wake` runs one at once (for
-example dispatch right after a technician confirms a clear plate).
+All step state lives in the database, so a restart loses nothing: the sweeper
+(`services.sweeper`) runs before the first tick and then every few seconds, handing on any
+step whose lease expired. Each scheduler job runs one at a time; `wake` runs one at once (for
+example dispatch right after a technician confirms a clear plate). A step that fails, the
+database gone for a while included, is logged once per kind of failure and tried next tick.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pocprint.services.lab import Lab
 from pocprint.services.mesh_processing import process_waiting_parts
 from pocprint.services.polling import poll_printers
 from pocprint.services.slicing import slice_waiting_jobs
+from pocprint.services.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +33,26 @@ class Worker:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
+        self._failing: dict[str, str] = {}  # step name -> kind of its current failure
         settings = lab.settings
         self._add("mesh", process_waiting_parts, settings.mesh_interval_s)
         self._add("slicing", slice_waiting_jobs, settings.slicing_interval_s)
         self._add("dispatch", self._dispatch_then_poll, settings.dispatch_interval_s)
         self._add("poll", self._poll, settings.poll_interval_s)
+        self._add("sweep", sweep, settings.sweep_interval_s)
 
     def _add(self, name: str, func, seconds: float) -> None:
         def run():
             try:
                 func(self.lab)
-            except Exception:
-                log.exception("worker step %s failed", name)
+            except Exception as exc:
+                kind = type(exc).__name__
+                if self._failing.get(name) != kind:  # one traceback per outage, not per tick
+                    log.exception("worker step %s failed; retrying every pass", name)
+                self._failing[name] = kind
+            else:
+                if self._failing.pop(name, None):
+                    log.warning("worker step %s works again", name)
 
         self.scheduler.add_job(run, "interval", seconds=seconds, id=name, name=name)
 

@@ -35,6 +35,26 @@ NO_POSTGRES = (
 )
 
 
+# Skips that never hide a missing install: the corpus outside a CI checkout, and checks that
+# do not apply to one of the two databases. In CI (CI=true) every other skip is a failure,
+# so a missing OctoPrint, PrusaSlicer, chromium or PostgreSQL cannot pass unseen.
+CORPUS_ABSENT = "../shared/data/meshes"
+NOT_APPLICABLE = "not applicable:"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped:
+        return
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if CORPUS_ABSENT in reason or NOT_APPLICABLE in reason:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped in CI, where every real part must be present: {reason}"
+
+
 def shared_mesh(name: str) -> Path:
     path = SHARED_MESHES / name
     if not path.exists():

@@ -72,7 +72,9 @@ def test_the_database_refuses_to_change_audit_events_and_signatures(lab, people,
 
 def test_truncate_is_refused_on_postgresql(lab, people):
     if is_sqlite(lab.engine):
-        pytest.skip("SQLite has no TRUNCATE; DELETE without WHERE is covered by the trigger")
+        pytest.skip(
+            "not applicable: SQLite has no TRUNCATE; DELETE without WHERE is covered by the trigger"
+        )
     some_history(lab, people, 1)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), lab.engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE audit_event CASCADE")
@@ -141,7 +143,9 @@ def test_fast_sqlite_walk_agrees_with_the_reference_walk(lab, people):
     """The SQLite fast path (stored text, worker ranges) and the reference walk over ORM rows
     accept the same chain and name the same broken event, wherever it sits."""
     if not is_sqlite(lab.engine):
-        pytest.skip("the fast path reads SQLite files; PostgreSQL uses the reference walk")
+        pytest.skip(
+            "not applicable: the fast path reads SQLite files; PostgreSQL uses the reference walk"
+        )
     from pocprint.services import audit
     from pocprint.trace.audit_chain import verify, verify_sqlite_file
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from pocprint.domain.states import JobState
 from pocprint.services.lab import build_lab
-from pocprint.services.recovery import recover
+from pocprint.services.sweeper import recover
 from pocprint.store.db import read_session, unit_of_work, upgrade
 from pocprint.store.models import AuditEvent, BuildJob
 
@@ -79,7 +79,7 @@ def test_killed_while_slicing_the_job_is_sliced_after_restart(tmp_path, database
         )
         assert job["gcode_sha256"] and job["estimated_time_s"] > 0
         actions = job_events(settings, serial)
-        assert "job.requeued" in actions
+        assert "job.lease_expired" in actions
         assert actions.count("job.sliced") == 1
     except BaseException:
         print(service.log_tail(60))

@@ -15,7 +15,7 @@ from pocprint.services import cases as case_service
 from pocprint.services.errors import AuthFailed, BadMesh, Forbidden, Invalid, NotApproved
 from pocprint.services.mesh_processing import process_part
 from pocprint.services.parts import accept_repair, confirm_units
-from pocprint.services.recovery import recover
+from pocprint.services.sweeper import recover
 from pocprint.services.slicing import slice_job
 from pocprint.services.users import authenticate, bootstrap_admin
 from pocprint.store.db import read_session, unit_of_work
@@ -264,7 +264,7 @@ def test_recovery_requeues_cut_off_steps(lab, people, tmp_path):
     with read_session(lab.engine) as s:
         assert s.get(BuildJob, job_id).state == JobState.SLICE_QUEUED
         assert s.get(Part, other).state == PartState.QUEUED
-    assert {e.action for e in events(lab)} >= {"job.requeued", "part.requeued"}
+    assert {e.action for e in events(lab)} >= {"job.lease_expired", "part.lease_expired"}
 
 
 def test_printer_without_its_api_key_shows_the_reason_instead_of_failing(lab):

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-
-class PrinterState(StrEnum):
-    """Coarse printer state; detailed vendor text stays in ``PrinterStatus.detail``."""
-
-    OFFLINE = "offline"
-    IDLE = "idle"
-    PRINTING = "printing"
-    PAUSED = "paused"
-    BUSY = "busy"  # starting, pausing, resuming, cancelling, finishing, connecting...
-    ERROR = "error"
+# Defined with the lifecycle tables (domain/states.py); connectors report it.
+from pocprint.domain.states import PrinterState as PrinterState
 
 
 @dataclass(frozen=True)

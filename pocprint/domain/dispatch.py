@@ -53,6 +53,7 @@ class JobView:
     slices: tuple[SliceOption, ...] = ()
     urgent: bool = False
     estimated_time_s: int | None = None
+    retry_at: datetime | None = None  # a failed send waits out its back-off until then
 
     def options(self) -> tuple[SliceOption, ...]:
         return self.slices or (SliceOption(self.profile_id, None, self.extents),)

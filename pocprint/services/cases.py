@@ -11,7 +11,8 @@ from pocprint.domain.anatomy import anatomy_problems, clean_parts
 from pocprint.domain.cases import RegulatoryRoute, order_problems
 from pocprint.domain.icd10 import icd10_problem, normalise_icd10
 from pocprint.domain.roles import Permission
-from pocprint.domain.states import JobState, PartState, Verdict, advance_part
+from pocprint.domain.states import JobState, PartState, Verdict
+from pocprint.faults import kill_point
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import check_upload, detect_format
 from pocprint.services import audit, gate, signatures
@@ -20,6 +21,8 @@ from pocprint.services.actors import Actor
 from pocprint.services.anatomy import taxonomy
 from pocprint.services.errors import BadMesh, Invalid, NotApproved, NotFound, WrongState
 from pocprint.services.lab import Lab
+from pocprint.services.reopen import reopen_design, reopen_void_designs
+from pocprint.services.transitions import move
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import Approval, BuildJob, Case, Part, utcnow
 
@@ -142,6 +145,13 @@ def update_case(lab: Lab, actor: Actor, case_id: int, **changes) -> list[str]:
             before={**{k: before[k] for k in changed}, "review_status": status_before},
             after={**{k: values[k] for k in changed}, "review_status": case.review_status},
         )
+        reopen_void_designs(
+            session,
+            actor,
+            case,
+            f"the order changed ({', '.join(changed)}): the design approval is void and must "
+            "be signed again",
+        )
         return changed
 
 
@@ -180,6 +190,7 @@ def upload_part(
         if case.review_status == gate.REJECTED:
             raise NotApproved(f"case {case.code} was rejected at appropriateness review")
         sha, size = lab.blobs.put_file(upload_path)
+        kill_point("upload.blob_stored")
         count = len(session.exec(select(Part.id).where(Part.case_id == case_id)).all())
         part = Part(
             case_id=case_id,
@@ -251,6 +262,9 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         case = session.get(Case, part.case_id)
         if case.review_status == gate.REJECTED:
             raise NotApproved(f"case {case.code} was rejected at appropriateness review")
+        if part.state == PartState.APPROVED and not gate.design_step(session, part, case).valid:
+            # An approval that no longer holds (from before parts were reopened on the spot).
+            reopen_design(session, actor, part, "the design approval no longer holds")
         if part.state != PartState.PROCESSED:
             raise WrongState(
                 f"part is {part.state}; only an analysed, repaired part can be approved"
@@ -283,8 +297,23 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
             signature_id=signature.id,
         )
         session.add(approval)
-        part.state = advance_part(PartState(part.state), PartState.APPROVED)
         session.flush()
+        move(
+            session,
+            part,
+            PartState.APPROVED,
+            actor=actor,
+            action="design.approved",
+            after={
+                "signature": {
+                    "signer": signature.signer_name,
+                    "meaning": APPROVED_DESIGN,
+                    "signed_at": approval.signed_at,
+                    "content_sha256": approval.content_sha256,
+                },
+            },
+            reason=comment or None,
+        )
         extents = (part.analysis_after or {}).get("extents") or [0, 0, 0]
         job = add_build_job(
             session,
@@ -298,30 +327,13 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         audit.record(
             session,
             actor,
-            "design.approved",
-            "part",
-            part.id,
-            before={"state": PartState.PROCESSED},
-            after={
-                "state": PartState.APPROVED,
-                "signature": {
-                    "signer": signature.signer_name,
-                    "meaning": APPROVED_DESIGN,
-                    "signed_at": approval.signed_at,
-                    "content_sha256": approval.content_sha256,
-                },
-            },
-            reason=comment or None,
-        )
-        audit.record(
-            session,
-            actor,
             "job.created",
             "job",
             job.serial,
             after={"state": job.state, "profile": job.profile_id, "mesh_sha256": job.mesh_sha256},
         )
         job_id = job.id
+    kill_point("approval.committed")
     lab.wake("slicing")
     return job_id
 

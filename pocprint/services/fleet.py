@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from pocprint.connectors.manual import MANUAL_DETAIL
+from pocprint.domain.states import PrinterState
 from pocprint.services import audit
 from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
+from pocprint.services.transitions import move
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import Printer
 
@@ -39,9 +42,11 @@ def sync_printers(lab: Lab) -> list[str]:
             )
             row = rows.get(name)
             if row is None:
-                row = Printer(name=name, **values)
-                if d.manual:  # never polled: idle until a technician confirms a start
-                    row.state, row.state_detail = "idle", "Manual printer"
+                # A manual printer is never polled: idle until a technician confirms a start.
+                initial = (
+                    {"state": PrinterState.IDLE, "state_detail": MANUAL_DETAIL} if d.manual else {}
+                )
+                row = Printer(name=name, **values, **initial)
                 session.add(row)
                 audit.record(session, SYSTEM, "printer.registered", "printer", name, after=values)
                 changed.append(name)
@@ -49,8 +54,17 @@ def sync_printers(lab: Lab) -> list[str]:
                 before = {k: getattr(row, k) for k in values}
                 for key, value in values.items():
                     setattr(row, key, value)
-                if d.manual and row.state == "offline":  # switched to manual: never polled
-                    row.state, row.state_detail, row.error = "idle", "Manual printer", None
+                if d.manual and row.state == PrinterState.OFFLINE:  # switched to manual
+                    move(
+                        session,
+                        row,
+                        PrinterState.IDLE,
+                        actor=SYSTEM,
+                        action="printer.state",
+                        reason="the printer is now manual: never polled",
+                        state_detail=MANUAL_DETAIL,
+                        error=None,
+                    )
                 audit.record(
                     session, SYSTEM, "printer.updated", "printer", name, before=before, after=values
                 )

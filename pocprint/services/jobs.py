@@ -4,14 +4,17 @@ override, orientation, resolve an interruption, record the outcome."""
 from __future__ import annotations
 
 from pocprint.connectors.base import ConnectorError
+from pocprint.connectors.manual import MANUAL_DETAIL
 from pocprint.domain.placement import Orientation
 from pocprint.domain.roles import Permission
-from pocprint.domain.states import AWAITING_OUTCOME, JobState, advance_job
+from pocprint.domain.states import AWAITING_OUTCOME, JOB_TRANSITIONS, JobState, PrinterState
+from pocprint.faults import kill_point
 from pocprint.services import audit
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound, PrinterProblem, WrongState
 from pocprint.services.lab import Lab
-from pocprint.store.db import unit_of_work
+from pocprint.services.transitions import StaleState, move, update_if
+from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Printer, utcnow
 
 OUTCOMES = ("accepted", "rejected")
@@ -54,86 +57,117 @@ def _printer_of(lab: Lab, session, job: BuildJob) -> tuple[Printer | None, bool]
     return printer, manual
 
 
+def _read_job(lab: Lab, job_id: int) -> tuple[BuildJob, Printer | None, bool]:
+    """The job, its printer and whether that printer is manual, read without a write lock
+    (the printer is asked before anything is written)."""
+    with read_session(lab.engine) as session:
+        job = _job(session, job_id)
+        printer, manual = _printer_of(lab, session, job)
+        return job, printer, manual
+
+
 def cancel_job(lab: Lab, actor: Actor, job_id: int, reason: str) -> None:
     actor.require(Permission.OPERATE_PRINTERS)
     reason = _reason(reason)
-    with unit_of_work(lab.engine) as session:
-        job = _job(session, job_id)
-        state = JobState(job.state)
-        printer, manual = _printer_of(lab, session, job)
-        if state == JobState.DISPATCHING and not manual:
-            raise WrongState(
-                f"job {job.serial} is being sent to {printer.name if printer else 'a printer'}; "
-                "wait until it has started, then cancel"
-            )
-        if state == JobState.PRINTING and printer is not None and not manual:
-            # Ask the printer first; the record changes only if it accepted.
-            try:
-                lab.connector(printer.name).cancel()
-            except ConnectorError as exc:
-                raise PrinterProblem(f"{printer.name} did not accept the cancel: {exc}") from exc
-        try:
-            job.state = advance_job(state, JobState.CANCELLED)
-        except Exception as exc:
-            raise WrongState(f"job {job.serial} is {state}; it cannot be cancelled") from exc
-        if manual and printer is not None:
-            if state == JobState.DISPATCHING:
-                printer.plate_clear = True  # never started: the plate is still empty
-            else:
-                printer.state, printer.state_detail, printer.job_file = (
-                    "idle",
-                    "Manual printer",
-                    None,
-                )
-        job.cancel_reason = reason
-        job.finished_at = job.updated_at = utcnow()
-        add_control(job, control_entry(actor, "cancel", reason))
-        audit.record(
-            session,
-            actor,
-            "job.cancelled",
-            "job",
-            job.serial,
-            before={"state": state},
-            after={"state": JobState.CANCELLED, "printer": printer.name if printer else None},
-            reason=reason,
+    job, printer, manual = _read_job(lab, job_id)
+    state = JobState(job.state)
+    if state == JobState.DISPATCHING and not manual:
+        raise WrongState(
+            f"job {job.serial} is being sent to {printer.name if printer else 'a printer'}; "
+            "wait until it has started, then cancel"
         )
+    if state not in JOB_TRANSITIONS or JobState.CANCELLED not in JOB_TRANSITIONS[state]:
+        raise WrongState(f"job {job.serial} is {state}; it cannot be cancelled")
+    sent = False
+    if state == JobState.PRINTING and printer is not None and not manual:
+        # Ask the printer first, outside any transaction; the record changes only if it
+        # accepted.
+        try:
+            lab.connector(printer.name).cancel()
+        except ConnectorError as exc:
+            raise PrinterProblem(f"{printer.name} did not accept the cancel: {exc}") from exc
+        sent = True
+        kill_point("cancel.sent")
+    with unit_of_work(lab.engine) as session:
+        row = _job(session, job_id)
+        try:
+            move(
+                session,
+                row,
+                JobState.CANCELLED,
+                actor=actor,
+                action="job.cancelled",
+                expected=state,
+                after={"printer": printer.name if printer else None, "sent_to_printer": sent},
+                reason=reason,
+                cancel_reason=reason,
+                finished_at=utcnow(),
+                controls=[*(row.controls or []), control_entry(actor, "cancel", reason)],
+            )
+        except StaleState as exc:
+            sent_note = " (the printer did stop its print)" if sent else ""
+            raise WrongState(f"job {row.serial} changed meanwhile{sent_note}: {exc}") from exc
+        if manual and printer is not None:
+            manual_printer = session.get(Printer, printer.id)
+            if state == JobState.DISPATCHING:  # never started: the plate is still empty
+                update_if(session, manual_printer, state=manual_printer.state, plate_clear=True)
+            elif manual_printer.state != PrinterState.IDLE:
+                move(
+                    session,
+                    manual_printer,
+                    PrinterState.IDLE,
+                    actor=actor,
+                    action="printer.state",
+                    reason="the print was cancelled",
+                    state_detail=MANUAL_DETAIL,
+                    job_file=None,
+                )
 
 
 def _pause_or_resume(lab: Lab, actor: Actor, job_id: int, reason: str, pause: bool) -> None:
     actor.require(Permission.OPERATE_PRINTERS)
     reason = _reason(reason)
     action = "pause" if pause else "resume"
+    job, printer, manual = _read_job(lab, job_id)
+    if job.state != JobState.PRINTING or printer is None:
+        raise WrongState(f"job {job.serial} is {job.state}; only a running print can {action}")
+    wanted = PrinterState.PRINTING if pause else PrinterState.PAUSED
+    if printer.state != wanted:
+        raise WrongState(
+            f"{printer.name} is {printer.state}; it must be {wanted} to {action} the print"
+        )
+    if not manual:  # the printer is asked outside any transaction
+        connector = lab.connector(printer.name)
+        try:
+            connector.pause() if pause else connector.resume()
+        except ConnectorError as exc:
+            raise PrinterProblem(f"{printer.name} did not accept the {action}: {exc}") from exc
     with unit_of_work(lab.engine) as session:
-        job = _job(session, job_id)
-        printer, manual = _printer_of(lab, session, job)
-        if job.state != JobState.PRINTING or printer is None:
-            raise WrongState(f"job {job.serial} is {job.state}; only a running print can {action}")
-        wanted = "printing" if pause else "paused"
-        if printer.state != wanted:
-            raise WrongState(
-                f"{printer.name} is {printer.state}; it must be {wanted} to {action} the print"
-            )
-        if manual:
-            printer.state = "paused" if pause else "printing"
-        else:
-            connector = lab.connector(printer.name)
-            try:
-                connector.pause() if pause else connector.resume()
-            except ConnectorError as exc:
-                raise PrinterProblem(f"{printer.name} did not accept the {action}: {exc}") from exc
-        job.updated_at = utcnow()
-        add_control(job, control_entry(actor, action, reason))
+        row = _job(session, job_id)
+        entry = control_entry(actor, action, reason)
+        # The control is recorded even if the job moved on meanwhile: the printer did it.
+        row.controls = [*(row.controls or []), entry]
+        row.updated_at = utcnow()
         audit.record(
             session,
             actor,
             f"job.{action}d",
             "job",
-            job.serial,
+            row.serial,
             before={"printer_state": wanted},
             after={"printer_state": "paused" if pause else "printing", "printer": printer.name},
             reason=reason,
         )
+        if manual:
+            move(
+                session,
+                session.get(Printer, printer.id),
+                PrinterState.PAUSED if pause else PrinterState.PRINTING,
+                actor=actor,
+                action="printer.state",
+                expected=wanted,
+                reason=reason,
+            )
     lab.wake("poll")
 
 
@@ -188,23 +222,39 @@ def set_orientation(lab: Lab, actor: Actor, job_id: int, orientation: str, reaso
         state = JobState(job.state)
         if state not in (JobState.SLICE_QUEUED, JobState.SLICE_FAILED, JobState.READY):
             raise WrongState(f"job {job.serial} is {state}; orientation is chosen before dispatch")
-        before = {"orientation": job.orientation, "state": state}
-        job.orientation = mode.value
-        job.orientation_reason = reason
-        job.orientation_by = actor.user_id
-        if state != JobState.SLICE_QUEUED:
-            job.state = JobState.SLICE_QUEUED  # every slice must match the new orientation
-        job.updated_at = utcnow()
-        audit.record(
-            session,
-            actor,
-            "job.orientation",
-            "job",
-            job.serial,
-            before=before,
-            after={"orientation": mode.value, "state": job.state},
-            reason=reason,
+        fields = dict(
+            orientation=mode.value,
+            orientation_reason=reason,
+            orientation_by=actor.user_id,
+            updated_at=utcnow(),
         )
+        if state == JobState.SLICE_QUEUED:
+            before = job.orientation
+            if not update_if(session, job, state=state, **fields):
+                raise WrongState(f"job {job.serial} is being sliced; try again when it is ready")
+            audit.record(
+                session,
+                actor,
+                "job.orientation",
+                "job",
+                job.serial,
+                before={"orientation": before, "state": state},
+                after={"orientation": mode.value, "state": state},
+                reason=reason,
+            )
+        else:  # every slice must match the new orientation
+            move(
+                session,
+                job,
+                JobState.SLICE_QUEUED,
+                actor=actor,
+                action="job.orientation",
+                before={"orientation": job.orientation},
+                after={"orientation": mode.value},
+                reason=reason,
+                retry_at=None,
+                **fields,
+            )
     lab.wake("slicing")
 
 
@@ -227,23 +277,18 @@ def resolve_interrupted(
         job = _job(session, job_id)
         if job.state != JobState.INTERRUPTED:
             raise WrongState(f"job {job.serial} is {job.state}, not interrupted")
-        job.state = target
-        job.finished_at = job.updated_at = utcnow()
-        add_control(job, control_entry(actor, f"resolve_{resolution}", reason))
         again = _reprint(session, job) if resolution == "reprint" else None
-        audit.record(
+        move(
             session,
-            actor,
-            "job.interruption_resolved",
-            "job",
-            job.serial,
-            before={"state": JobState.INTERRUPTED},
-            after={
-                "state": target,
-                "resolution": resolution,
-                "reprint": again.serial if again else None,
-            },
+            job,
+            target,
+            actor=actor,
+            action="job.interruption_resolved",
+            expected=JobState.INTERRUPTED,
+            after={"resolution": resolution, "reprint": again.serial if again else None},
             reason=reason,
+            finished_at=utcnow(),
+            controls=[*(job.controls or []), control_entry(actor, f"resolve_{resolution}", reason)],
         )
         if again is not None:
             audit.record(
@@ -297,18 +342,18 @@ def record_outcome(lab: Lab, actor: Actor, job_id: int, outcome: str, note: str 
             raise WrongState(f"job {job.serial} is {state}: only a completed print can be accepted")
         if outcome == "rejected" and not note.strip():
             raise Invalid("say why the build was rejected")
-        job.state = advance_job(state, JobState.COMPLETED)
-        job.outcome = outcome
-        job.outcome_note = note.strip()
-        job.outcome_by = actor.user_id
-        job.outcome_at = job.updated_at = utcnow()
-        audit.record(
+        move(
             session,
-            actor,
-            "job.outcome",
-            "job",
-            job.serial,
-            before={"state": state},
-            after={"state": JobState.COMPLETED, "outcome": outcome},
+            job,
+            JobState.COMPLETED,
+            actor=actor,
+            action="job.outcome",
+            expected=state,
+            after={"outcome": outcome},
             reason=note.strip() or None,
+            outcome=outcome,
+            outcome_note=note.strip(),
+            outcome_by=actor.user_id,
+            outcome_at=utcnow(),
         )
+        kill_point("outcome.before_commit")

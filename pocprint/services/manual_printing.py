@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pocprint.connectors.manual import MANUAL_DETAIL
 from pocprint.domain.roles import Permission
-from pocprint.domain.states import JobState
+from pocprint.domain.states import JobState, PrinterState
 from pocprint.services import audit
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound, PrinterProblem, WrongState
 from pocprint.services.jobs import add_control, control_entry
 from pocprint.services.lab import Lab
+from pocprint.services.transitions import move
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import BuildJob, Printer, utcnow
-
-MANUAL_DETAIL = "Manual printer"
 
 
 def _manual_job(lab: Lab, session, job_id: int, state: JobState) -> tuple[BuildJob, Printer]:
@@ -64,22 +64,29 @@ def confirm_start(lab: Lab, actor: Actor, job_id: int, note: str = "") -> None:
         job, printer = _manual_job(lab, session, job_id, JobState.DISPATCHING)
         if not any(c.get("action") == "download" for c in job.controls or []):
             raise WrongState("download the verified G-code first, then start it at the printer")
-        job.state = JobState.PRINTING
-        job.started_at = job.updated_at = utcnow()
-        job.printer_sha1 = job.gcode_sha1
-        job.printer_report = {"manual": {"started_by": actor.username}}
-        printer.state, printer.state_detail = "printing", MANUAL_DETAIL
-        printer.job_file = job.remote_name
-        add_control(job, control_entry(actor, "start", note.strip() or None))
-        audit.record(
+        move(
             session,
-            actor,
-            "job.started",
-            "job",
-            job.serial,
-            before={"state": JobState.DISPATCHING},
-            after={"state": JobState.PRINTING, "printer": printer.name, "manual": True},
+            job,
+            JobState.PRINTING,
+            actor=actor,
+            action="job.started",
+            expected=JobState.DISPATCHING,
+            after={"printer": printer.name, "manual": True},
             reason=note.strip() or None,
+            started_at=utcnow(),
+            printer_sha1=job.gcode_sha1,
+            printer_report={"manual": {"started_by": actor.username}},
+            controls=[*(job.controls or []), control_entry(actor, "start", note.strip() or None)],
+        )
+        move(
+            session,
+            printer,
+            PrinterState.PRINTING,
+            actor=actor,
+            action="printer.state",
+            reason=f"started {job.remote_name} at the printer",
+            state_detail=MANUAL_DETAIL,
+            job_file=job.remote_name,
         )
 
 
@@ -94,21 +101,30 @@ def confirm_end(lab: Lab, actor: Actor, job_id: int, result: str, note: str = ""
         raise Invalid("say why the print failed")
     with unit_of_work(lab.engine) as session:
         job, printer = _manual_job(lab, session, job_id, JobState.PRINTING)
-        job.state = target
-        job.finished_at = job.updated_at = utcnow()
-        job.progress = 100.0 if target == JobState.PRINTED else job.progress
-        if target == JobState.FAILED:
-            job.error = f"the technician reports the print failed: {note}"
-        printer.state, printer.state_detail, printer.job_file = "idle", MANUAL_DETAIL, None
-        printer.plate_clear = False
-        add_control(job, control_entry(actor, f"end_{result}", note or None))
-        audit.record(
+        move(
             session,
-            actor,
-            "job.printed" if target == JobState.PRINTED else "job.failed",
-            "job",
-            job.serial,
-            before={"state": JobState.PRINTING},
-            after={"state": target, "printer": printer.name, "manual": True},
+            job,
+            target,
+            actor=actor,
+            action="job.printed" if target == JobState.PRINTED else "job.failed",
+            expected=JobState.PRINTING,
+            after={"printer": printer.name, "manual": True},
             reason=note or None,
+            finished_at=utcnow(),
+            progress=100.0 if target == JobState.PRINTED else job.progress,
+            error=f"the technician reports the print failed: {note}"
+            if target == JobState.FAILED
+            else job.error,
+            controls=[*(job.controls or []), control_entry(actor, f"end_{result}", note or None)],
+        )
+        move(
+            session,
+            printer,
+            PrinterState.IDLE,
+            actor=actor,
+            action="printer.state",
+            reason=f"the print of {job.remote_name} ended",
+            state_detail=MANUAL_DETAIL,
+            job_file=None,
+            plate_clear=False,
         )

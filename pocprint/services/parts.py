@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pocprint.domain.roles import Permission
-from pocprint.domain.states import PartState, Verdict, advance_part
+from pocprint.domain.states import PartState, Verdict
 from pocprint.mesh.units import UNIT_TO_MM
 from pocprint.services import audit
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound, WrongState
 from pocprint.services.lab import Lab
+from pocprint.services.transitions import move
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import Part, utcnow
 
@@ -29,18 +30,18 @@ def confirm_units(lab: Lab, actor: Actor, part_id: int, units: str) -> None:
         part = _part(session, part_id)
         if part.state != PartState.AWAITING_UNITS:
             raise WrongState(f"part is {part.state}; its unit is not waiting for a decision")
-        part.state = advance_part(PartState(part.state), PartState.QUEUED)
-        part.units, part.scale_to_mm = units, UNIT_TO_MM[units]
-        part.units_decided_by = actor.user_id
-        proposed = (part.units_guess or {}).get("proposed")
-        audit.record(
+        move(
             session,
-            actor,
-            "part.units_confirmed",
-            "part",
-            part_id,
-            before={"state": PartState.AWAITING_UNITS, "proposed": proposed},
-            after={"state": PartState.QUEUED, "units": units, "scale_to_mm": part.scale_to_mm},
+            part,
+            PartState.QUEUED,
+            actor=actor,
+            action="part.units_confirmed",
+            before={"proposed": (part.units_guess or {}).get("proposed")},
+            after={"units": units, "scale_to_mm": UNIT_TO_MM[units]},
+            units=units,
+            scale_to_mm=UNIT_TO_MM[units],
+            units_decided_by=actor.user_id,
+            retry_at=None,
         )
     lab.wake("mesh")
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from pocprint.domain.roles import Permission, may
+from pocprint.faults import kill_point
 from pocprint.services import audit, signatures
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Forbidden, Invalid, NotFound, WrongState
@@ -98,6 +99,7 @@ def release_device(lab: Lab, actor: Actor, job_id: int, password: str, comment: 
             content=release_content(session, job),
             comment=comment,
         )
+        kill_point("release.before_commit")
         return signature.id
 
 

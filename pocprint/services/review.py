@@ -14,6 +14,7 @@ from pocprint.services import audit, gate, signatures
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotApproved, NotFound, WrongState
 from pocprint.services.lab import Lab
+from pocprint.services.reopen import reopen_design
 from pocprint.store.db import unit_of_work
 from pocprint.store.models import (
     AppropriatenessReview,
@@ -209,4 +210,16 @@ def withdraw_signoff(lab: Lab, actor: Actor, signature_id: int, password: str, r
             case = session.get(Case, int(original.entity_id))
             if case.review_status == "approved":
                 case.review_status = "awaiting_review"
+        elif original.meaning == gate.APPROVED_DESIGN:
+            part = session.get(Part, int(original.entity_id))
+            if (
+                part is not None
+                and not gate.design_step(session, part, session.get(Case, part.case_id)).valid
+            ):
+                reopen_design(
+                    session,
+                    actor,
+                    part,
+                    f"design approval withdrawn by {actor.full_name}: {reason.strip()}",
+                )
         return withdrawal.id

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from pocprint.faults import kill_point
 from pocprint.services import audit
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound
@@ -65,6 +66,7 @@ def sign(
         after=manifest(signature),
         reason=signature.comment or None,
     )
+    kill_point("signature.before_commit")
     return signature
 
 

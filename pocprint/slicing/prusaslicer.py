@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pocprint.faults import kill_point
 from pocprint.slicing.gcode import GcodeMetadata, read_gcode_metadata
 from pocprint.slicing.profiles import SlicerProfile
 
@@ -38,6 +39,7 @@ _VERSION_RE = re.compile(r"PrusaSlicer-(\d+(?:\.\d+)+)")
 _NOISE_LEVELS = {"trace", "debug"}
 _LOG_TAIL_LINES = 200
 _MESSAGE_MAX_CHARS = 1000
+_KILLED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class SlicerError(RuntimeError):
@@ -47,6 +49,13 @@ class SlicerError(RuntimeError):
         super().__init__(message)
         self.returncode = returncode
         self.log = log
+
+    @property
+    def transient(self) -> bool:
+        """PrusaSlicer was killed from outside (an operator, the OOM killer, a shutdown):
+        the same input may well slice next time. Its own failures (no layers, abort on an
+        impossible placement, timeouts) would repeat, so they are final."""
+        return self.returncode is not None and -self.returncode in _KILLED_FROM_OUTSIDE
 
 
 @dataclass(frozen=True)
@@ -266,6 +275,7 @@ def slice_mesh(
             cwd=workdir,
             start_new_session=True,  # own process group, so a timeout kills everything
         )
+        kill_point("job.slicer_running")
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:

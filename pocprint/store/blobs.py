@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pocprint.faults import kill_point
+
 CHUNK = 1 << 20
 
 
@@ -53,6 +55,7 @@ class BlobStore:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
+                kill_point("blob.temp_written")
                 os.replace(tmp, target)
             return sha, size
         except BaseException:

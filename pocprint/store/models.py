@@ -107,6 +107,12 @@ class Part(SQLModel, table=True):
     uploaded_by: int = Field(foreign_key="user_account.id")
     uploaded_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
+    updated_at: datetime | None = Field(default_factory=utcnow)
+    # A worker that claims the part holds it under a lease (services/leases.py); a transient
+    # failure queues it again, not before retry_at.
+    lease_owner: str | None = Field(default=None, max_length=120)
+    lease_expires_at: datetime | None = None
+    retry_at: datetime | None = None
 
 
 class Approval(SQLModel, table=True):
@@ -158,12 +164,26 @@ class Printer(SQLModel, table=True):
     plate_clear: bool = False
     plate_clear_by: int | None = Field(default=None, foreign_key="user_account.id")
     plate_clear_at: datetime | None = None
+    updated_at: datetime | None = Field(default_factory=utcnow)
+
+
+ACTIVE_ON_PRINTER = "state IN ('dispatching', 'printing', 'interrupted')"
 
 
 class BuildJob(SQLModel, table=True):
     """One attempt to build one device: slicing, dispatch, print and outcome."""
 
     __tablename__ = "build_job"
+    # At most one job occupies a printer (dispatching, printing or interrupted).
+    __table_args__ = (
+        sa.Index(
+            "uq_build_job_active_per_printer",
+            "printer_id",
+            unique=True,
+            sqlite_where=sa.text(ACTIVE_ON_PRINTER),
+            postgresql_where=sa.text(ACTIVE_ON_PRINTER),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     serial: str = Field(unique=True, max_length=32)  # device serial; names the G-code too
     case_id: int = Field(foreign_key="lab_case.id", index=True)
@@ -217,6 +237,11 @@ class BuildJob(SQLModel, table=True):
     outcome_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Slicing and dispatch run under a lease; transient failures wait until retry_at.
+    lease_owner: str | None = Field(default=None, max_length=120)
+    lease_expires_at: datetime | None = None
+    retry_at: datetime | None = None
+    dispatch_attempts: int = 0
 
 
 class AuditEvent(SQLModel, table=True):
