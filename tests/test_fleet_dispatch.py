@@ -15,8 +15,8 @@ from pocprint.services import dispatch, jobs
 from pocprint.services.errors import PrinterProblem
 from pocprint.services.lab import build_lab
 from pocprint.services.polling import poll_printers
-from pocprint.services.sweeper import recover
 from pocprint.services.slicing import slice_job
+from pocprint.services.sweeper import recover
 from pocprint.store.db import read_session
 from pocprint.store.models import AuditEvent, JobSlice
 

@@ -15,8 +15,8 @@ from pocprint.services import cases as case_service
 from pocprint.services.errors import AuthFailed, BadMesh, Forbidden, Invalid, NotApproved
 from pocprint.services.mesh_processing import process_part
 from pocprint.services.parts import accept_repair, confirm_units
-from pocprint.services.sweeper import recover
 from pocprint.services.slicing import slice_job
+from pocprint.services.sweeper import recover
 from pocprint.services.users import authenticate, bootstrap_admin
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import Approval, AuditEvent, BuildJob, Part, User

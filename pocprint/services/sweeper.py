@@ -73,13 +73,11 @@ def sweep(lab: Lab) -> dict[str, int]:
                 sends.append(_Send(job.id, job.lease_owner, job.remote_name, name))
     if parts or jobs or sends:
         kill_point("sweep.found")
-    for part_id, lease in parts:
-        counts[_hand_on_part(lab, part_id, lease)] += 1
-    for job_id, lease in jobs:
-        counts[_hand_on_slicing(lab, job_id, lease)] += 1
-    for send in sends:
-        if outcome := _settle_send(lab, send):
-            counts[outcome] += 1
+    outcomes = [_hand_on_part(lab, part_id, lease) for part_id, lease in parts]
+    outcomes += [_hand_on_slicing(lab, job_id, lease) for job_id, lease in jobs]
+    outcomes += [_settle_send(lab, send) for send in sends]
+    for outcome in filter(None, outcomes):
+        counts[outcome] += 1
     _remove_stale_temporaries(lab)
     if any(counts.values()):
         log.warning("sweeper: %s", counts)
@@ -91,7 +89,7 @@ def recover(lab: Lab) -> dict[str, int]:
     return sweep(lab)
 
 
-def _hand_on_part(lab: Lab, part_id: int, lease: str | None) -> str:
+def _hand_on_part(lab: Lab, part_id: int, lease: str | None) -> str | None:
     with unit_of_work(lab.engine) as session:
         part = session.get(Part, part_id)
         why = CUT_OFF.format(lease=lease or "none")
@@ -113,11 +111,11 @@ def _hand_on_part(lab: Lab, part_id: int, lease: str | None) -> str:
                 ),
             )
         except StaleState:
-            return "parts_requeued" if part.state == PartState.QUEUED else "parts_rejected"
+            return None  # its worker finished after all
     return "parts_rejected" if give_up else "parts_requeued"
 
 
-def _hand_on_slicing(lab: Lab, job_id: int, lease: str | None) -> str:
+def _hand_on_slicing(lab: Lab, job_id: int, lease: str | None) -> str | None:
     with unit_of_work(lab.engine) as session:
         job = session.get(BuildJob, job_id)
         why = CUT_OFF.format(lease=lease or "none")
@@ -139,7 +137,7 @@ def _hand_on_slicing(lab: Lab, job_id: int, lease: str | None) -> str:
                 ),
             )
         except StaleState:
-            pass
+            return None  # its worker finished after all
     return "jobs_failed" if give_up else "jobs_requeued"
 
 
