@@ -4,7 +4,9 @@ its machine) are handed on, at start-up and every few seconds while the worker r
 Analysis and slicing are repeatable, so they are queued again (and given up, with the
 reason, after `max_attempts` cut-offs). A send to a printer that was cut off may or may not
 have reached it: it is never re-sent automatically; if the printer is printing the job's
-file the job is followed again, otherwise it is marked interrupted for a technician.
+file the job is followed again; if the printer is idle and does not even hold the file,
+nothing was sent and the job waits in the queue again; otherwise it is marked interrupted
+for a technician.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
-from pocprint.connectors.base import PrinterState
+from pocprint.connectors.base import ConnectorError, PrinterState
 from pocprint.domain.states import JobState, PartState
 from pocprint.faults import kill_point
 from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
 from pocprint.services.leases import expired
-from pocprint.services.transitions import StaleState, move
+from pocprint.services.transitions import StaleState, move, update_if
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Part, Printer, utcnow
 
@@ -47,6 +49,7 @@ def sweep(lab: Lab) -> dict[str, int]:
             "jobs_requeued",
             "jobs_failed",
             "dispatch_followed",
+            "dispatch_requeued",
             "dispatch_interrupted",
         ),
         0,
@@ -143,9 +146,15 @@ def _hand_on_slicing(lab: Lab, job_id: int, lease: str | None) -> str | None:
 
 def _settle_send(lab: Lab, send: _Send) -> str | None:
     """A cut-off send: follow the print if the printer runs our file, else interrupted."""
-    status = None
+    status, untouched = None, False
     if send.printer in lab.printers:
-        status = lab.connector(send.printer).status()  # outside any transaction
+        connector = lab.connector(send.printer)  # asked outside any transaction
+        status = connector.status()
+        if status.state == PrinterState.IDLE and send.remote:
+            try:
+                untouched = connector.file_info(send.remote) is None
+            except ConnectorError:
+                untouched = False
     running = (
         status is not None
         and status.state in (PrinterState.PRINTING, PrinterState.PAUSED, PrinterState.BUSY)
@@ -154,10 +163,17 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
     why = CUT_OFF.format(lease=send.lease or "none")
     with unit_of_work(lab.engine) as session:
         job = session.get(BuildJob, send.job_id)
+        printer_id = job.printer_id
         if running:
             target, outcome = JobState.PRINTING, "dispatch_followed"
             reason = f"{why}; {send.printer} is printing {send.remote}, so it is followed again"
             values = {"started_at": job.started_at or utcnow()}
+        elif untouched:
+            # Idle, and not even the file reached it: nothing was sent, so the job simply
+            # waits in the queue again and the plate is still clear.
+            target, outcome = JobState.READY, "dispatch_requeued"
+            reason = f"{why}; nothing had reached {send.printer}, so the job waits again"
+            values = {"printer_id": None, "remote_name": None}
         else:
             target, outcome = JobState.INTERRUPTED, "dispatch_interrupted"
             reason = f"{why} while sending to the printer; check the printer and resolve"
@@ -176,6 +192,9 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
             )
         except StaleState:
             return None  # its worker finished after all
+        if outcome == "dispatch_requeued":
+            printer = session.get(Printer, printer_id)
+            update_if(session, printer, state=PrinterState.IDLE, plate_clear=True)
     return outcome
 
 

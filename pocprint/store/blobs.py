@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -11,6 +12,10 @@ from pathlib import Path
 from pocprint.faults import kill_point
 
 CHUNK = 1 << 20
+
+
+class StoreFull(OSError):
+    """The file store's disk is full: nothing was stored (the partial copy is removed)."""
 
 
 def sha256_of(path: Path) -> str:
@@ -58,6 +63,15 @@ class BlobStore:
                 kill_point("blob.temp_written")
                 os.replace(tmp, target)
             return sha, size
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(
+                    exc.errno,
+                    f"the file store at {self.root} is full; nothing was stored: "
+                    "free space on its disk",
+                ) from exc
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

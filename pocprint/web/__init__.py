@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, flash, jsonify, redirect, request, url_for
+from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import exc as sa_exc
 
 from pocprint.config import REPO_ROOT, Settings, load_settings
 from pocprint.services.errors import ServiceError
 from pocprint.services.lab import Lab, build_lab
 from pocprint.services.users import load_actor
+from pocprint.store.blobs import StoreFull
 from pocprint.web.auth import WebUser
 
 csrf = CSRFProtect()
@@ -98,6 +100,11 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
+def _unavailable(title: str, message: str, status: int):
+    page = render_template("errors/unavailable.html", title=title, message=message)
+    return page, status, {"Retry-After": "10"}
+
+
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError):
@@ -116,6 +123,31 @@ def _register_errors(app: Flask) -> None:
             return jsonify({"error": "CSRFError", "message": message}), 400
         flash(message, "error")
         return redirect(request.referrer or url_for("board.index")), 303
+
+    @app.errorhandler(StoreFull)
+    def _store_full(exc: StoreFull):
+        log.error("file store full: %s", exc)
+        message = (
+            "The file store is full, so nothing was stored. Ask the administrator to free space."
+        )
+        if _wants_json():
+            return jsonify({"error": "StoreFull", "code": "store_full", "message": message}), 507
+        return _unavailable("The file store is full", message, 507)
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    def _database_unreachable(exc):
+        # A lost connection or a locked-out database: say so, never a stack trace; the
+        # connection pool reconnects (pre-ping) as soon as the database answers again.
+        log.error("database unreachable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        message = (
+            "The database is not answering. Nothing you sent was saved; pocprint keeps trying "
+            "and this page works again as soon as the database is back."
+        )
+        if _wants_json():
+            body = {"error": "DatabaseUnavailable", "code": "database_unavailable"}
+            return jsonify({**body, "message": message}), 503, {"Retry-After": "10"}
+        return _unavailable("The database is not answering", message, 503)
 
     @app.errorhandler(413)
     def _too_large(_exc):
