@@ -121,7 +121,7 @@ def printer_views(lab: Lab, session, printers: list[Printer], now) -> list[Print
 def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobView]:
     """Waiting jobs with their slices, needed-by date, device type and urgency."""
     rows = session.exec(
-        select(BuildJob, Case.needed_by, Case.device_type)
+        select(BuildJob, Case.needed_by, Case.device_type, Case.material)  # issue 13: material
         .join(Case, Case.id == BuildJob.case_id)
         .where(BuildJob.state.in_(list(states)))
     ).all()
@@ -130,7 +130,7 @@ def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobV
     slices: dict[int, list[JobSlice]] = {}
     for s in session.exec(
         select(JobSlice)
-        .where(JobSlice.job_id.in_([j.id for j, _n, _d in rows]))
+        .where(JobSlice.job_id.in_([j.id for j, *_rest in rows]))
         .order_by(JobSlice.id)
     ).all():
         slices.setdefault(s.job_id, []).append(s)
@@ -152,8 +152,9 @@ def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobV
             ),
             urgent=j.urgent,
             estimated_time_s=j.estimated_time_s,
+            material=material,  # issue 13
         )
-        for j, needed_by, device_type in rows
+        for j, needed_by, device_type, material in rows
     ]
 
 

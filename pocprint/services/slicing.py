@@ -82,7 +82,8 @@ def slice_job(lab: Lab, job_id: int) -> bool:
             _fail(session, job, str(exc))
             return True
         serial, mesh_sha, orientation = job.serial, job.mesh_sha256, job.orientation
-        device_type = session.get(Case, job.case_id).device_type
+        case = session.get(Case, job.case_id)
+        device_type, material = case.device_type, case.material
         part = session.get(Part, job.part_id)
         analysis = part.analysis_after if part is not None else None
     started = time.perf_counter()
@@ -90,12 +91,15 @@ def slice_job(lab: Lab, job_id: int) -> bool:
     timings = dict.fromkeys(("prepare", "slice_call", "slicer_process", "store"), 0.0)
     refused: dict[str, list[str]] = {}
     try:
-        options = candidates(lab.combinations, lab.printers, lab.profiles, device_type)
+        # issue 13: only combinations in the ordered material (begin)
+        options = candidates(lab.combinations, lab.printers, lab.profiles, device_type, material)
         if not options:
             raise NothingToSlice(
-                f"no validated combination of printer, material and profile for "
-                f"{device_type.replace('_', ' ')}s; the lab must add one to printers/validated.toml"
+                f"no validated combination of printer, profile and "
+                f"{material or 'material'} for {device_type.replace('_', ' ')}s; the lab "
+                "must add one to printers/validated.toml"
             )
+        # issue 13 (end)
         slices = []
         with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
             # Files are named by device serial only: no patient identity reaches the slicer.

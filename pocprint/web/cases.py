@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from pocprint.domain.anatomy import LATERALITY, describe
+from pocprint.domain.anatomy import LATERALITY, SIDE_LABELS, describe
 from pocprint.domain.cases import (
+    FIELD_LABELS,
     MODALITIES,
     DeviceType,
     IntendedUse,
@@ -23,7 +24,7 @@ from pocprint.services.errors import Invalid
 from pocprint.store.db import read_session
 from pocprint.store.models import Case
 from pocprint.web.auth import actor, lab, requires
-from pocprint.web.order_form import form_of, identifiers_from, order_from
+from pocprint.web.order_form import form_of, identifiers_from, order_and_problems
 from pocprint.web.uploads import received
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -37,33 +38,51 @@ def index():
     return render_template("cases/list.html", cases=rows, device_types=DeviceType)
 
 
-def _form_context(form=None) -> dict:
+def _form_context(form=None, errors=None) -> dict:
+    from pocprint.domain.combinations import materials_for
+
+    combos = lab().combinations
     return {
+        "materials": {t.value: materials_for(combos, t.value) for t in DeviceType},
+        "errors": errors or {},
         "device_types": DeviceType,
         "intended_uses": IntendedUse,
         "routes": RegulatoryRoute,
         "modalities": MODALITIES,
         "lateralities": LATERALITY,
+        "side_labels": SIDE_LABELS,
         "taxonomy": taxonomy(lab().settings.anatomy_file),
         "stores_identifiers": bool(lab().settings.identifiers_key),
         "form": form or {},
     }
 
 
+def _save_order(save, editing: int | None = None):
+    """Read the order form and save it; on any problem the form comes back with everything
+    typed kept and every problem beside its field, all at once (nothing is written)."""
+    order, problems = order_and_problems(request.form)
+    if not problems:
+        try:
+            return save(order), None
+        except Invalid as exc:
+            problems = exc.fields or {"form": [str(exc)]}
+    else:  # unreadable fields: still report the problems of all the others
+        problems = {**case_service.order_problems_by_field(lab(), order), **problems}
+    context = _form_context(request.form, problems)
+    return None, (render_template("cases/new.html", **context, editing=editing), 422)
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Permission.CREATE_CASE)
 def new():
     if request.method == "POST":
-        try:
-            case_id = case_service.create_case(
-                lab(),
-                actor(),
-                patient_identifiers=identifiers_from(request.form),
-                **order_from(request.form),
+        case_id, failed = _save_order(
+            lambda order: case_service.create_case(
+                lab(), actor(), patient_identifiers=identifiers_from(request.form), **order
             )
-        except Invalid as exc:  # keep what was typed; show every problem at once
-            flash(str(exc), "error")
-            return render_template("cases/new.html", **_form_context(request.form)), 422
+        )
+        if failed:
+            return failed
         flash("Case created. It now waits for the radiologist's review; upload the mesh.", "ok")
         return redirect(url_for("cases.detail", case_id=case_id), 303)
     return render_template("cases/new.html", **_form_context())
@@ -75,13 +94,13 @@ def edit(case_id: int):
     """Answer a request for more information, or correct the order. A change to what the
     radiologist reviewed sends the case back to review."""
     if request.method == "POST":
-        try:
-            changed = case_service.update_case(lab(), actor(), case_id, **order_from(request.form))
-        except Invalid as exc:
-            flash(str(exc), "error")
-            context = _form_context(request.form)
-            return render_template("cases/new.html", **context, editing=case_id), 422
-        flash(f"Order updated ({', '.join(changed) or 'no change'}).", "ok")
+        changed, failed = _save_order(
+            lambda order: case_service.update_case(lab(), actor(), case_id, **order), case_id
+        )
+        if failed:
+            return failed
+        names = ", ".join(FIELD_LABELS.get(c, c) for c in changed) or "no change"
+        flash(f"Order updated ({names}).", "ok")
         return redirect(url_for("cases.detail", case_id=case_id), 303)
     with read_session(lab().engine) as session:
         case = session.get(Case, case_id)
