@@ -5,7 +5,6 @@ failures shown, the urgent override, and a printer without a network API end to 
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 
 import pytest
