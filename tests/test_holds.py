@@ -62,7 +62,9 @@ def test_an_order_edit_holds_the_job_with_the_reason_and_plate_clear_says_nothin
         assert Holds(s, lab).of(s.get(BuildJob, job_id)) == []
         category, text = plate_clear_message(s, lab, printer.id)
     serial = text.split("Job ")[1].split(" ")[0]
-    assert category == "ok" and text == f"Plate confirmed clear. Job {serial} starts on manual-1 next."
+    assert (
+        category == "ok" and text == f"Plate confirmed clear. Job {serial} starts on manual-1 next."
+    )
 
     # The order is edited: the review is void, the job is still "ready" but held.
     case_service.update_case(lab, people["tech"], case_id, indication="Thoracic aneurysm instead")
@@ -105,9 +107,7 @@ def test_a_job_no_printer_can_take_is_held_with_each_printers_reason(tmp_path, d
             assert job.state == "ready", job.error
             held = Holds(s, lab).of(job)
             category, text = plate_clear_message(s, lab, printer.id)
-        assert held == [
-            f"manual-1: printer is loaded with PETG, the {PLA_180} slice needs PLA"
-        ]
+        assert held == [f"manual-1: printer is loaded with PETG, the {PLA_180} slice needs PLA"]
         assert category == "warn" and f"{job.serial}: printer is loaded with PETG" in text
     finally:
         lab.engine.dispose()

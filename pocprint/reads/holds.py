@@ -66,9 +66,7 @@ class Holds:
         printer = next((p for p in self.printers if p.id == printer_id), None)
         if printer is None:
             return {"reasons": ["this printer is not in service"]}
-        waiting = [
-            (self.session.get(BuildJob, view.id), view) for view in self.views.values()
-        ]
+        waiting = [(self.session.get(BuildJob, view.id), view) for view in self.views.values()]
         if not waiting:
             return {"reasons": ["no job is waiting for a printer"]}
         cleared = [view for job, view in waiting if not self.gate_problems(job)]

@@ -1,25 +1,29 @@
-"""Template filters: times in UTC, durations and numbers as the lab reads them."""
+"""Template filters: times in the site's time zone, durations, numbers and stored values in
+the lab's words."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from flask import Flask
+from flask import Flask, current_app
+
+from pocprint.domain.times import local_input_value, local_text
+from pocprint.web.wording import device_status, say
+
+
+def site_zone() -> str:
+    lab = current_app.extensions.get("pocprint.lab")
+    return lab.settings.time_zone if lab is not None else "UTC"
 
 
 def dt(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(value)
+    """A stored UTC time in the site's time zone, to the minute."""
+    return local_text(value, site_zone())
+
+
+def dts(value) -> str:
+    """The same with seconds (audit events, where the order within a minute matters)."""
+    return local_text(value, site_zone(), seconds=True)
 
 
 def dur(seconds) -> str:
@@ -60,6 +64,17 @@ def flat(value, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(dt=dt, dur=dur, num=num, extents=extents, flat=flat)
+    app.jinja_env.filters.update(
+        dt=dt,
+        dts=dts,
+        dur=dur,
+        num=num,
+        extents=extents,
+        flat=flat,
+        say=say,
+        local_input=lambda v: local_input_value(v, site_zone()),
+    )
+    app.jinja_env.globals["device_status"] = device_status
+    app.jinja_env.globals["site_zone"] = site_zone
     app.jinja_env.globals["today"] = lambda: datetime.now(UTC).date()
     app.jinja_env.globals["date"] = date

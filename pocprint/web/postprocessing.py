@@ -4,7 +4,7 @@ scrap after a failed QA, release (lab manager, signature) and delivery."""
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
@@ -12,6 +12,7 @@ from flask_login import current_user
 from sqlmodel import select
 
 from pocprint.domain.roles import Permission
+from pocprint.domain.times import from_local_input
 from pocprint.services import postprocessing, release
 from pocprint.services.errors import Invalid
 from pocprint.store.db import read_session
@@ -44,12 +45,12 @@ def _number(name: str) -> float | None:
 
 
 def _time(name: str) -> datetime | None:
-    """A time from a datetime-local field, taken as UTC (the tablet shows UTC)."""
+    """A time from a datetime-local field, typed in the site's time zone; stored as UTC."""
     text = (request.form.get(name) or "").strip()
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return from_local_input(text, lab().settings.time_zone)
     except ValueError as exc:
         raise Invalid(f"{name.replace('_', ' ')} is not a date and time") from exc
 
