@@ -13,8 +13,10 @@ from pocprint.domain.cases import (
     RegulatoryRoute,
     order_warnings,
 )
-from pocprint.domain.roles import Permission
-from pocprint.reads.cases import case_detail, case_list
+from pocprint.domain.appropriateness import Band
+from pocprint.domain.roles import Permission, permissions_of
+from pocprint.domain.case_flow import STEPS
+from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.services import cases as case_service
 from pocprint.services import parts as part_service
@@ -33,9 +35,29 @@ bp = Blueprint("cases", __name__, url_prefix="/cases")
 @bp.route("/")
 @requires(Permission.VIEW)
 def index():
+    """Every case with where it really is; filters and search by case code or device serial."""
+    args = request.args
+    mine = args.get("mine") == "1"
+    filters = {
+        "step": args.get("step", ""),
+        "needed_by": args.get("needed_by", ""),
+        "device_type": args.get("device_type", ""),
+        "query": args.get("q", "")[:64],
+    }
+    permissions = (
+        frozenset(p.value for p in permissions_of(actor().roles)) if mine else None
+    )
     with read_session(lab().engine) as session:
-        rows = case_list(session)
-    return render_template("cases/list.html", cases=rows, device_types=DeviceType)
+        rows = case_list(session, lab=lab(), permissions=permissions, **filters)
+    return render_template(
+        "cases/list.html",
+        cases=rows,
+        device_types=DeviceType,
+        steps=STEPS,
+        needed_by_choices=NEEDED_BY,
+        filters=filters,
+        mine=mine,
+    )
 
 
 def _form_context(form=None, errors=None) -> dict:
@@ -114,7 +136,7 @@ def edit(case_id: int):
 @requires(Permission.VIEW)
 def detail(case_id: int):
     with read_session(lab().engine) as session:
-        data = case_detail(session, case_id)
+        data = case_detail(session, case_id, lab())
         if data is None:
             abort(404)
         steps = clearance(session, case_id)
@@ -127,6 +149,7 @@ def detail(case_id: int):
         "cases/detail.html",
         **data,
         device_types=DeviceType,
+        bands=Band,
         steps=steps,
         history=history,
         case_signatures=case_signatures,
