@@ -54,9 +54,7 @@ def case_list(
     text = (query or "").strip()
     if text:
         serial_cases = select(BuildJob.case_id).where(BuildJob.serial.ilike(f"%{text}%"))
-        statement = statement.where(
-            or_(Case.code.ilike(f"%{text}%"), Case.id.in_(serial_cases))
-        )
+        statement = statement.where(or_(Case.code.ilike(f"%{text}%"), Case.id.in_(serial_cases)))
     rows = session.exec(statement.limit(limit)).all()
     holds = Holds(session, lab) if rows else None
     out = []

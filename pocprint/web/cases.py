@@ -44,9 +44,7 @@ def index():
         "device_type": args.get("device_type", ""),
         "query": args.get("q", "")[:64],
     }
-    permissions = (
-        frozenset(p.value for p in permissions_of(actor().roles)) if mine else None
-    )
+    permissions = frozenset(p.value for p in permissions_of(actor().roles)) if mine else None
     with read_session(lab().engine) as session:
         rows = case_list(session, lab=lab(), permissions=permissions, **filters)
     return render_template(

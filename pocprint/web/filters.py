@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from flask import Flask, current_app
 
 from pocprint.domain.times import local_input_value, local_text
-from pocprint.web.wording import device_status, say
+from pocprint.web.wording import device_status, event_words, say
 
 
 def site_zone() -> str:
@@ -72,6 +72,7 @@ def register(app: Flask) -> None:
         extents=extents,
         flat=flat,
         say=say,
+        event_words=event_words,
         local_input=lambda v: local_input_value(v, site_zone()),
     )
     app.jinja_env.globals["device_status"] = device_status

@@ -93,3 +93,60 @@ def device_status(state: str | None, outcome: str | None, released: bool = False
             return "released"
         return "build accepted"
     return say(state)
+
+
+EVENTS = {
+    "case.created": "order created",
+    "case.updated": "order changed",
+    "case.identifiers_viewed": "patient identifiers viewed",
+    "review.approve": "appropriateness approved",
+    "review.reject": "appropriateness rejected",
+    "review.more_info": "more information requested",
+    "part.uploaded": "mesh uploaded",
+    "part.units_detected": "unit read from the file",
+    "part.units_unclear": "unit unclear: asked the technician",
+    "part.units_confirmed": "unit confirmed",
+    "part.repaired": "mesh analysed and repaired",
+    "part.rejected": "mesh refused",
+    "part.requeued": "mesh queued again",
+    "part.repair_accepted": "repair accepted with a reason",
+    "design.approved": "design approved",
+    "signature.signed": "signed",
+    "signature.withdrawn": "signature withdrawn",
+    "gate.cleared": "clinical gate cleared",
+    "gate.refused": "clinical gate refused",
+    "job.created": "build job created",
+    "job.sliced": "sliced",
+    "job.slice_failed": "slicing failed",
+    "job.orientation": "orientation changed",
+    "job.priority": "priority changed",
+    "job.dispatching": "sent to a printer",
+    "job.dispatch_failed": "sending to the printer failed",
+    "job.started": "print started",
+    "job.printed": "print finished",
+    "job.failed": "print failed",
+    "job.cancelled": "cancelled",
+    "job.interrupted": "interrupted",
+    "job.interruption_resolved": "interruption resolved",
+    "job.contact_restored": "printer contact restored",
+    "job.recovered": "recovered after a restart",
+    "job.requeued": "queued again",
+    "job.gcode_downloaded": "G-code downloaded",
+    "job.outcome": "build outcome recorded",
+    "post.step": "post-processing step recorded",
+    "qa.measured": "QA measurement",
+    "qa.reprint": "reprint ordered",
+    "qa.scrap": "scrapped",
+    "device.delivered": "delivered",
+    "printer.plate_clear": "plate confirmed clear",
+    "printer.state": "printer state changed",
+    "lot.loaded": "material lot loaded",
+    "lot.unloaded": "material lot taken off",
+}
+
+
+def event_words(action: str | None) -> str:
+    """An audit action in words ("job.dispatching" -> "sent to a printer")."""
+    if not action:
+        return "—"
+    return EVENTS.get(action, action.replace(".", ": ").replace("_", " "))
