@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from pocprint.domain.anatomy import LATERALITY, SIDE_LABELS, describe
+from pocprint.domain.appropriateness import Band
+from pocprint.domain.case_flow import STEPS
 from pocprint.domain.cases import (
     FIELD_LABELS,
     MODALITIES,
@@ -13,9 +15,7 @@ from pocprint.domain.cases import (
     RegulatoryRoute,
     order_warnings,
 )
-from pocprint.domain.appropriateness import Band
 from pocprint.domain.roles import Permission, permissions_of
-from pocprint.domain.case_flow import STEPS
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.services import cases as case_service
