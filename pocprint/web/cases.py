@@ -22,11 +22,12 @@ from pocprint.services import cases as case_service
 from pocprint.services import parts as part_service
 from pocprint.services import review as review_service
 from pocprint.services.anatomy import taxonomy
-from pocprint.services.errors import Invalid
+from pocprint.services.errors import AuthFailed, Invalid
 from pocprint.store.db import read_session
-from pocprint.store.models import Case
+from pocprint.store.models import Case, Part
 from pocprint.web.auth import actor, lab, requires
 from pocprint.web.order_form import form_of, identifiers_from, order_and_problems
+from pocprint.web.parts import repair_page
 from pocprint.web.uploads import received
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -133,6 +134,12 @@ def edit(case_id: int):
 @bp.route("/<int:case_id>")
 @requires(Permission.VIEW)
 def detail(case_id: int):
+    return _detail_page(case_id)
+
+
+def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 200):
+    """The case page; `signing_form` re-shows a signature form after a refusal (wrong
+    password) with what was typed and the reason, instead of losing it in a redirect."""
     with read_session(lab().engine) as session:
         data = case_detail(session, case_id, lab())
         if data is None:
@@ -154,7 +161,16 @@ def detail(case_id: int):
         reviews=past_reviews,
         warnings=order_warnings(data["case"].__dict__),
         describe=describe,
-    )
+        signing_form=signing_form or {},
+    ), status
+
+
+def _case_of(part_id: int) -> int:
+    with read_session(lab().engine) as session:
+        part = session.get(Part, part_id)
+        if part is None:
+            abort(404)
+        return part.case_id
 
 
 @bp.route("/<int:case_id>/identifiers", methods=["POST"])
@@ -170,11 +186,15 @@ def identifiers(case_id: int):
 def sign_segmentation(part_id: int):
     overlay = request.files.get("overlay")
     password, comment = request.form.get("password", ""), request.form.get("comment", "")
-    if overlay is not None and overlay.filename:
-        with received(overlay, lab().settings.work_dir) as path:
-            review_service.sign_segmentation(lab(), actor(), part_id, password, path, comment)
-    else:
-        review_service.sign_segmentation(lab(), actor(), part_id, password, None, comment)
+    try:
+        if overlay is not None and overlay.filename:
+            with received(overlay, lab().settings.work_dir) as path:
+                review_service.sign_segmentation(lab(), actor(), part_id, password, path, comment)
+        else:
+            review_service.sign_segmentation(lab(), actor(), part_id, password, None, comment)
+    except (AuthFailed, Invalid) as exc:
+        typed = {"part_id": str(part_id), "form": "signoff", "comment": comment, "error": str(exc)}
+        return _detail_page(_case_of(part_id), typed, 422)
     flash("Segmentation signed: the model matches the images.", "ok")
     return redirect(request.referrer or url_for("cases.index"), 303)
 
@@ -212,9 +232,16 @@ def upload(case_id: int):
 @bp.route("/parts/<int:part_id>/approve", methods=["POST"])
 @requires(Permission.APPROVE_DESIGN)
 def approve(part_id: int):
-    case_service.approve_design(
-        lab(), actor(), part_id, request.form.get("password", ""), request.form.get("comment", "")
-    )
+    comment = request.form.get("comment", "")
+    try:
+        case_service.approve_design(
+            lab(), actor(), part_id, request.form.get("password", ""), comment
+        )
+    except AuthFailed as exc:  # the comment is kept; the form says why
+        typed = {"part_id": str(part_id), "form": "approve", "comment": comment, "error": str(exc)}
+        if request.form.get("page") == "repair":
+            return repair_page(part_id, typed, 422)
+        return _detail_page(_case_of(part_id), typed, 422)
     flash("Design approved and signed. The job is queued for slicing.", "ok")
     return redirect(request.referrer or url_for("board.index"), 303)
 

@@ -84,6 +84,12 @@ def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
 @bp.route("/<serial>")
 @requires(Permission.VIEW)
 def record(serial: str):
+    return record_page(serial)
+
+
+def record_page(serial: str, release_form: dict | None = None, status: int = 200):
+    """The device page; `release_form` re-shows the release form after a refused signature
+    (wrong password) with the comment typed and the reason."""
     data = _record(serial)
     link = record_link(serial)
     return render_template(
@@ -92,7 +98,8 @@ def record(serial: str):
         flow=_workflow(serial),
         qr=Markup(qr_svg(link)),  # noqa: S704 (SVG made by qrcode from our own URL)
         record_url=link,
-    )
+        release_form=release_form or {},
+    ), status
 
 
 @bp.route("/<serial>.json")

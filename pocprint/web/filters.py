@@ -51,6 +51,15 @@ def extents(value) -> str:
     return " × ".join(f"{float(v):.1f}" for v in value)
 
 
+def _shown(value) -> str:
+    """A recorded value as text: times in the site's zone to the second, never raw ISO."""
+    if isinstance(value, datetime) or (
+        isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T"
+    ):
+        return dts(value)
+    return say(value) if isinstance(value, bool) else str(value)
+
+
 def flat(value, prefix: str = "") -> list[tuple[str, str]]:
     """Nested event values as readable "a.b: value" pairs (empty values left out)."""
     pairs: list[tuple[str, str]] = []
@@ -58,7 +67,7 @@ def flat(value, prefix: str = "") -> list[tuple[str, str]]:
         for key, inner in value.items():
             pairs.extend(flat(inner, f"{prefix}{key}."))
     elif value not in (None, [], {}, ""):
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        text = ", ".join(map(_shown, value)) if isinstance(value, list) else _shown(value)
         pairs.append((prefix.rstrip("."), text))
     return pairs
 

@@ -14,10 +14,11 @@ from sqlmodel import select
 from pocprint.domain.roles import Permission
 from pocprint.domain.times import from_local_input
 from pocprint.services import postprocessing, release
-from pocprint.services.errors import Invalid
+from pocprint.services.errors import AuthFailed, Invalid
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob
 from pocprint.web.auth import actor, lab, requires
+from pocprint.web.devices import record_page
 
 bp = Blueprint("post", __name__, url_prefix="/devices")
 
@@ -117,13 +118,13 @@ def disposition(serial: str):
 @bp.route("/<serial>/release", methods=["POST"])
 @requires(Permission.RELEASE_DEVICE)
 def release_device(serial: str):
-    release.release_device(
-        lab(),
-        actor(),
-        _job_id(serial),
-        request.form.get("password", ""),
-        request.form.get("comment", ""),
-    )
+    comment = request.form.get("comment", "")
+    try:
+        release.release_device(
+            lab(), actor(), _job_id(serial), request.form.get("password", ""), comment
+        )
+    except AuthFailed as exc:  # keep the comment, say why beside the form
+        return record_page(serial, {"comment": comment, "error": str(exc)}, 422)
     flash("Device released (signed).", "ok")
     return _back(serial, "release")
 
