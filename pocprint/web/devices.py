@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, render_template, request, send_fil
 from markupsafe import Markup
 
 from pocprint.domain.roles import Permission
+from pocprint.domain.wording import device_status
 from pocprint.reads.records import device_record
 from pocprint.services.errors import WrongState
 from pocprint.services.postprocessing import checklist_status
@@ -20,7 +21,6 @@ from pocprint.trace.labels import label_data, label_pdf, label_sheet_pdf, qr_svg
 from pocprint.trace.pdf import dhr_pdf, statement_pdf
 from pocprint.trace.site import load_site
 from pocprint.web.auth import lab, requires
-from pocprint.web.wording import device_status
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 
@@ -112,7 +112,11 @@ def record_json(serial: str):
 @bp.route("/<serial>.pdf")
 @requires(Permission.VIEW)
 def record_pdf(serial: str):
-    return _download(dhr_pdf(_record(serial), load_site()), "application/pdf", f"dhr-{serial}.pdf")
+    return _download(
+        dhr_pdf(_record(serial), load_site(), lab().settings.time_zone),
+        "application/pdf",
+        f"dhr-{serial}.pdf",
+    )
 
 
 @bp.route("/<serial>/annex-xiii.<fmt>")
@@ -124,10 +128,14 @@ def statement(serial: str, fmt: str):
     try:
         if fmt == "pdf":
             return _download(
-                statement_pdf(record, load_site()), "application/pdf", f"annex-xiii-{serial}.pdf"
+                statement_pdf(record, load_site(), lab().settings.time_zone),
+                "application/pdf",
+                f"annex-xiii-{serial}.pdf",
             )
         return _download(
-            statement_text(record, load_site()), "text/plain", f"annex-xiii-{serial}.txt"
+            statement_text(record, load_site(), lab().settings.time_zone),
+            "text/plain",
+            f"annex-xiii-{serial}.txt",
         )
     except NotCustomMade as exc:
         abort(409, description=str(exc))

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from flask import Flask, current_app
 
 from pocprint.domain.times import local_input_value, local_text
-from pocprint.web.wording import device_status, event_words, say
+from pocprint.domain.wording import device_status, event_words, say
 
 
 def site_zone() -> str:
