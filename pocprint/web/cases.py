@@ -196,7 +196,7 @@ def sign_segmentation(part_id: int):
         typed = {"part_id": str(part_id), "form": "signoff", "comment": comment, "error": str(exc)}
         return _detail_page(_case_of(part_id), typed, 422)
     flash("Segmentation signed: the model matches the images.", "ok")
-    return redirect(request.referrer or url_for("cases.index"), 303)
+    return redirect(url_for("cases.detail", case_id=_case_of(part_id), _anchor="flow"), 303)
 
 
 @bp.route("/signatures/<int:signature_id>/withdraw", methods=["POST"])
@@ -243,7 +243,8 @@ def approve(part_id: int):
             return repair_page(part_id, typed, 422)
         return _detail_page(_case_of(part_id), typed, 422)
     flash("Design approved and signed. The job is queued for slicing.", "ok")
-    return redirect(request.referrer or url_for("board.index"), 303)
+    case_id = _case_of(part_id)
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="flow"), 303)
 
 
 @bp.route("/parts/<int:part_id>/units", methods=["POST"])

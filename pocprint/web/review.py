@@ -17,6 +17,17 @@ from pocprint.web.auth import actor, lab, requires
 
 bp = Blueprint("review", __name__)
 MAX_CSV_BYTES = 2 * 1024 * 1024
+COLUMN_LABELS = {
+    "scenario_id": "Scenario code",
+    "catalog_version": "Catalog version",
+    "condition_group": "Condition group",
+    "rating_driven_by": "Rating driven by (literature or expert)",
+    "evidence_category": "Evidence category (1-4)",
+    "print_complexity": "Print complexity",
+    "source_doi": "Source (DOI)",
+    "source_table": "Source table",
+    "publication_year": "Publication year",
+}
 
 
 @bp.route("/cases/<int:case_id>/review", methods=["GET", "POST"])
@@ -67,7 +78,12 @@ def catalog_page():
         rows = catalog.scenarios(session, active_only=False)
     editing = next((r for r in rows if f"{r.scenario_id}@{r.catalog_version}" == edit_key), None)
     return render_template(
-        "review/catalog.html", rows=rows, editing=editing, columns=COLUMNS, bands=Band
+        "review/catalog.html",
+        rows=rows,
+        editing=editing,
+        columns=COLUMNS,
+        bands=Band,
+        column_labels=COLUMN_LABELS,
     )
 
 
