@@ -187,54 +187,25 @@ def _build_position(p: PartFacts) -> Position:
         )
     if p.disposition == "scrap":
         return Position("print", "stopped", f"{s} was scrapped", "nobody")
-    if p.outcome == "rejected":
-        return Position(
-            "print",
-            "current",
-            f"{s}: build rejected, reprint or scrap it",
-            "technician",
-            Action("Reprint or scrap", "record_post_processing", "device", "qa", **device),
-        )
-    if p.post_open:
-        return Position(
-            "post",
-            "current",
-            f"{s}: post-processing",
-            "technician",
-            Action("Record post-processing", "record_post_processing", "device", "post", **device),
-        )
-    if p.qa_state == "failed":
-        return Position(
-            "qa",
-            "current",
-            f"{s} failed QA: reprint or scrap it",
-            "technician",
-            Action("Reprint or scrap", "record_post_processing", "device", "qa", **device),
-        )
-    if p.qa_state == "open":
-        return Position(
-            "qa",
-            "current",
-            f"{s}: QA measurements",
-            "technician",
-            Action("Add QA measurements", "record_post_processing", "device", "qa", **device),
-        )
-    if not p.release_valid:
-        return Position(
-            "release",
-            "current",
-            f"{s} waits for the release",
-            "lab_manager",
-            Action("Sign the release", "release_device", "device", "release", **device),
-        )
-    if not p.delivered:
-        return Position(
-            "delivery",
-            "current",
-            f"{s} is released: record the delivery",
-            "technician",
-            Action("Record the delivery", "record_post_processing", "device", "release", **device),
-        )
+    # After the outcome: the first of these whose condition holds is where the device is.
+    after_outcome = (
+        (p.outcome == "rejected", "print", "build rejected, reprint or scrap it", "technician",
+         "Reprint or scrap", "record_post_processing", "qa"),
+        (p.post_open, "post", "post-processing", "technician",
+         "Record post-processing", "record_post_processing", "post"),
+        (p.qa_state == "failed", "qa", "failed QA: reprint or scrap it", "technician",
+         "Reprint or scrap", "record_post_processing", "qa"),
+        (p.qa_state == "open", "qa", "QA measurements", "technician",
+         "Add QA measurements", "record_post_processing", "qa"),
+        (not p.release_valid, "release", "waits for the release", "lab_manager",
+         "Sign the release", "release_device", "release"),
+        (not p.delivered, "delivery", "is released: record the delivery", "technician",
+         "Record the delivery", "record_post_processing", "release"),
+    )  # fmt: skip
+    for applies, step, summary, actor, label, permission, anchor in after_outcome:
+        if applies:
+            action = Action(label, permission, "device", anchor, **device)
+            return Position(step, "current", f"{s}: {summary}", actor, action)
     return Position("delivery", "done", f"{s} delivered", "nobody")
 
 
