@@ -14,6 +14,8 @@ BENCH_SYSTEM_PACKAGES := admesh
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
+
+.PHONY: vendor-axe
 .PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
@@ -42,6 +44,12 @@ bench-fleet: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# axe-core for the accessibility tests, from the npm registry, pinned (tests/vendor/axe-core).
+AXE_VERSION := 4.10.3
+vendor-axe:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent axe-core@$(AXE_VERSION) && tar xzf axe-core-$(AXE_VERSION).tgz && \
+	cp package/axe.min.js package/LICENSE package/LICENSE-3RD-PARTY.txt $(CURDIR)/tests/vendor/axe-core/ && rm -rf $$tmp
 
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -25,6 +25,10 @@ class Settings:
     # validated printer + material + profile + device type combinations (see README)
     combinations_file: Path | None = None
     site_name: str = "Point-of-care 3D printing lab"
+    # Times are stored in UTC and shown and entered in this zone (IANA name).
+    time_zone: str = "UTC"
+    # The address people reach pocprint at (QR links on labels); None: the request's own.
+    public_base_url: str | None = None
     max_upload_bytes: int = 200 * 1024 * 1024
     slicer_timeout_s: float = 900.0
     mesh_interval_s: float = 1.0
@@ -101,6 +105,26 @@ def _identifiers_key(section: dict, data_dir: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def _time_zone(name: str | None) -> str:
+    from pocprint.domain.times import zone
+
+    zone(name)  # refuses to start with an unknown zone, naming it
+    return name or "UTC"
+
+
+def _base_url(url: str | None) -> str | None:
+    """e.g. https://3dlab.hospital.example; the QR codes on labels link below it."""
+    if not url:
+        return None
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or " " in url:
+        raise ValueError(
+            f"public_base_url {url!r} must be an http:// or https:// address, e.g. "
+            "https://3dlab.hospital.example"
+        )
+    return url
+
+
 def load_settings(config_file: Path | None = None, **overrides) -> Settings:
     env = os.environ
     config_file = config_file or Path(
@@ -125,6 +149,10 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         profiles_dir=Path(env.get("POCPRINT_PROFILES_DIR", printers_dir / "profiles")),
         secret_key=overrides.pop("secret_key", None) or _secret_key(data_dir),
         site_name=raw.get("site", {}).get("name", Settings.site_name),
+        time_zone=_time_zone(env.get("POCPRINT_TIME_ZONE") or raw.get("site", {}).get("time_zone")),
+        public_base_url=_base_url(
+            env.get("POCPRINT_PUBLIC_BASE_URL") or raw.get("site", {}).get("public_base_url")
+        ),
         max_upload_bytes=int(
             float(
                 env.get("POCPRINT_MAX_UPLOAD_MB", raw.get("uploads", {}).get("max_upload_mb", 200))

@@ -199,6 +199,7 @@ def order_fields(**overrides) -> dict:
         modality="CT",
         slice_thickness_mm=1.0,
         regulatory_route="in_house",
+        material="PLA",
     )
     values.update(overrides)
     return values

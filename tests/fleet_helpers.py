@@ -110,12 +110,14 @@ def cleared_job(
     device_type: str = "anatomical_model",
     days: int = 5,
     patient_code: str = "PX-0001",
+    material: str | None = None,
 ) -> int:
-    """A build job whose case, segmentation and design are approved and signed."""
+    """A build job whose case, segmentation and design are approved and signed; the order
+    names `material` (default: PETG for guides, as ROUTING validates them, else PLA)."""
     tech, rad = people["tech"], people["rad"]
-    extra = {}
+    extra = {"material": material or ("PETG" if device_type == "surgical_guide" else "PLA")}
     if device_type == "surgical_guide":
-        extra = dict(
+        extra |= dict(
             intended_use="intraoperative_guide",
             regulatory_route="custom_made",
             prescriber_name="Dr Prescribing Surgeon",

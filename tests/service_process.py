@@ -38,7 +38,10 @@ class ServiceProcess:
             POCPRINT_SECRET_KEY=s.secret_key,
             POCPRINT_MAX_UPLOAD_MB=str(s.max_upload_bytes / 1024 / 1024),
             POCPRINT_CONFIG=str(REPO_ROOT / "tests" / "data" / "fast-worker.toml"),
+            POCPRINT_TIME_ZONE=s.time_zone,
         )
+        if s.public_base_url:
+            env["POCPRINT_PUBLIC_BASE_URL"] = s.public_base_url
         return env
 
     def start(self, timeout: float = 60) -> ServiceProcess:

@@ -165,3 +165,40 @@ def test_gtin_only_when_configured_and_valid(tmp_path):
         load_site(config)
     config.write_text('[labels.gtin]\nsurgical_guide = "05012345678900"\n')
     assert load_site(config).gtins == {"surgical_guide": "05012345678900"}
+
+
+def test_record_and_annex_xiii_pdfs_have_no_overlapping_text_nor_wrapped_timestamps(
+    lab, people, tmp_path
+):
+    """Issue 13: the Annex XIII statement's long labels overlapped their values and the
+    record wrapped its timestamps. Every PDF is rendered and its text boxes checked."""
+    from pdf_layout import ISO_T, MICROSECONDS, WRAPPED_TIME, overlaps, page_texts
+
+    serial = released_guide(lab, people, tmp_path)
+    r = record_of(lab, serial)
+    pdfs = {
+        "record": dhr_pdf(r, SITE, "Europe/Berlin"),
+        "annex-xiii": statement_pdf(r, SITE, "Europe/Berlin"),
+    }
+    for name, pdf in pdfs.items():
+        assert overlaps(pdf) == [], name
+        text = "\n".join(page_texts(pdf))
+        assert not WRAPPED_TIME.search(text), (name, WRAPPED_TIME.search(text))
+        assert not MICROSECONDS.search(text), (name, MICROSECONDS.search(text))
+        assert not ISO_T.search(text), (name, ISO_T.search(text))
+        for program_text in ("Icd10", "surgical_planning", "custom_made", "anatomical_model"):
+            assert program_text not in text, (name, program_text)
+    assert "CET" in "\n".join(page_texts(pdfs["record"])) or "CEST" in "\n".join(
+        page_texts(pdfs["record"])
+    )
+    assert "ICD-10 code" in "\n".join(page_texts(pdfs["record"]))
+
+
+def test_labels_have_no_overlapping_text(lab, people, tmp_path):
+    from pdf_layout import overlaps
+
+    serial = released_guide(lab, people, tmp_path)
+    r = record_of(lab, serial)
+    label = label_data(r, f"https://lab.example/devices/{serial}", SITE)
+    for pdf in (label_pdf(label, "62mm"), label_pdf(label, "4x6"), label_sheet_pdf([label], 2)):
+        assert overlaps(pdf) == []

@@ -159,3 +159,20 @@ def test_combination_narrowed_to_named_printers():
     assert not combo.allows("p2", "m", offered, "anatomical_model")
     assert not combo.allows("p1", "m", frozenset(), "anatomical_model")
     assert not combo.allows("p1", "m", offered, "surgical_guide")
+
+
+def test_a_slice_in_another_material_than_the_order_names_is_never_dispatched():
+    """Material follows the order, not the printer whose plate was cleared first: even a
+    slice left over in PETG (say, from before the order was changed) is refused for a PLA
+    order, and the PLA printer takes the job with the PLA slice."""
+    import dataclasses
+
+    pla, petg = printer(1, "PLA"), printer(2, "PETG")
+    ordered_pla = dataclasses.replace(job(1, 1), material="PLA")
+    assert plan([petg], [ordered_pla], TODAY) == []
+    assert any(
+        "the order names PLA; the petg-250 slice is PETG" in r
+        for r in refusals(petg, ordered_pla, TODAY)
+    )
+    (chosen,) = plan([petg, pla], [ordered_pla], TODAY)
+    assert chosen.printer.id == 1 and chosen.slice.material == "PLA"

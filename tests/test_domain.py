@@ -101,3 +101,15 @@ def test_case_needs_a_pseudonymous_code_and_a_future_date():
     problems = case_problems("Jane Doe", "", "implant", TODAY - timedelta(days=1), TODAY)
     assert len(problems) == 4
     assert "pseudonymous" in problems[0]
+
+
+def test_an_order_must_name_a_material_the_lab_validated_for_its_device_type():
+    from pocprint.domain.cases import material_problems
+
+    assert material_problems("", "surgical_guide", ("PETG",)) == [
+        ("material", "choose the material the device is printed in")
+    ]
+    assert material_problems("pla", "surgical_guide", ("PETG",)) == [
+        ("material", "pla is not validated for surgical guides in this lab (validated: PETG)")
+    ]
+    assert material_problems("petg", "surgical_guide", ("PETG",)) == []

@@ -192,7 +192,8 @@ def test_order_to_printed_device_matches_printer(tmp_path, database_url, printer
             files["gcode"]["sha256"],
         ):
             assert digest in page
-        assert "<svg" in page and f"/devices/{serial}" in page  # the label's QR code and its link
+        # Not released yet: no label (and no QR code) is offered, and the page says why.
+        assert "<svg" not in page and "Labels are printed once the device is released" in page
         assert "Rad Tester" in page and "SN-bench-a" in page
         download = browser.get(f"{service.url}/devices/{serial}.json", timeout=10)
         assert "attachment" in download.headers["Content-Disposition"]

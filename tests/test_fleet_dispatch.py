@@ -130,8 +130,12 @@ def test_routing_by_material_and_volume_in_deadline_order_after_plate_clear(
     tech = people["tech"]
     small = box(tmp_path, (20, 20, 4))
     guide = cleared_job(lab, people, small, device_type="surgical_guide", days=6)
-    big = cleared_job(lab, people, box(tmp_path, (200, 10, 3)), days=8, patient_code="PX-0002")
-    late = cleared_job(lab, people, small, days=9, patient_code="PX-0003")
+    # The orders name the material: the guide, the big part and the late job PETG, the job
+    # due soonest PLA. A job never goes out in another material than its order's.
+    big = cleared_job(
+        lab, people, box(tmp_path, (200, 10, 3)), days=8, patient_code="PX-0002", material="PETG"
+    )
+    late = cleared_job(lab, people, small, days=9, patient_code="PX-0003", material="PETG")
     soon = cleared_job(lab, people, small, days=2, patient_code="PX-0004")
     for job_id in (guide, big, late, soon):
         assert slice_job(lab, job_id) and job(lab, job_id).state == JobState.READY
@@ -144,8 +148,8 @@ def test_routing_by_material_and_volume_in_deadline_order_after_plate_clear(
     assert {job(lab, j).state for j in (guide, big, late, soon)} == {JobState.READY}
     assert octo_files(a) == {} and octo_files(b) == {}
 
-    # B (small, PLA) takes the most urgent job it can: the guide needs PETG, the big part
-    # does not fit, so the job due soonest goes, with the slice made for B's bed.
+    # B (small, PLA) takes the most urgent job it can: the guide, the big part and the late
+    # job are ordered in PETG, so the job due soonest goes, with the slice made for B's bed.
     dispatch.confirm_plate_clear(lab, tech, b_id)
     assert dispatch.dispatch_ready_jobs(lab) == 1
     on_b = job(lab, soon)
@@ -157,7 +161,7 @@ def test_routing_by_material_and_volume_in_deadline_order_after_plate_clear(
     assert on_b.printer_report["verified_upload"]["redownload_sha256"] == chosen.gcode_sha256
     assert not printer_named(lab, "octo-b").plate_clear  # consumed by this job
 
-    # The urgent override puts the latest job first on A, in A's material (PETG).
+    # The urgent override puts the latest job first on A, in its ordered material (PETG).
     jobs.set_urgent(lab, tech, late, True, "surgery brought forward")
     dispatch.confirm_plate_clear(lab, tech, a_id)
     assert dispatch.dispatch_ready_jobs(lab) == 1

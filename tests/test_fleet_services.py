@@ -4,6 +4,7 @@ failures shown, the urgent override, and a printer without a network API end to 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -65,14 +66,21 @@ def actions(lab, serial):
         ).all()
 
 
-def test_a_job_is_sliced_for_every_validated_profile_it_fits(fleet, tmp_path):
+def test_a_job_is_sliced_for_every_validated_profile_in_its_ordered_material(fleet, tmp_path):
     fleet, people = fleet
-    job_id = cleared_job(fleet, people, box(tmp_path, (30, 20, 10)))
+    job_id = cleared_job(fleet, people, box(tmp_path, (30, 20, 10)))  # the order names PLA
     assert slice_job(fleet, job_id)
     built = job(fleet, job_id)
     assert built.state == JobState.READY, built.error
-    slices = {s.profile_id: s for s in slices_of(fleet, job_id)}
-    assert set(slices) == {PLA_250, PETG_250, PLA_180}
+    pla_slices = {s.profile_id: s for s in slices_of(fleet, job_id)}
+    assert set(pla_slices) == {PLA_250, PLA_180}  # never the validated PETG profile
+    assert {s.material for s in pla_slices.values()} == {"PLA"}
+    petg_job = cleared_job(
+        fleet, people, box(tmp_path, (30, 20, 10)), patient_code="PX-0009", material="PETG"
+    )
+    assert slice_job(fleet, petg_job)
+    assert [s.profile_id for s in slices_of(fleet, petg_job)] == [PETG_250]
+    slices = pla_slices | {s.profile_id: s for s in slices_of(fleet, petg_job)}
     for profile_id, s in slices.items():
         data = fleet.profiles[profile_id].path.read_bytes()
         assert s.profile_sha256 == hashlib.sha256(data).hexdigest()
@@ -88,7 +96,7 @@ def test_a_job_is_sliced_for_every_validated_profile_it_fits(fleet, tmp_path):
     pla, petg = slices[PLA_250], slices[PETG_250]
     assert petg.filament_g / petg.filament_cm3 == pytest.approx(1.27, rel=0.01)
     assert pla.filament_g / pla.filament_cm3 == pytest.approx(1.24, rel=0.01)
-    assert built.gcode_sha256 in {s.gcode_sha256 for s in slices.values()}
+    assert built.gcode_sha256 in {s.gcode_sha256 for s in pla_slices.values()}
 
 
 def test_a_guide_is_sliced_only_with_its_validated_material(fleet, tmp_path):
@@ -103,11 +111,18 @@ def test_no_validated_combination_is_refused_with_the_reason(tmp_path, database_
     lab, people = people_lab(
         combinations=[{"profile": PLA_250, "material": "PLA", "device_types": ["anatomical_model"]}]
     )
-    job_id = cleared_job(lab, people, box(tmp_path), device_type="surgical_guide")
-    assert slice_job(lab, job_id)
+    # The order form already refuses a material nobody validated for the device type...
+    with pytest.raises(Invalid, match="PETG is not validated for surgical guides"):
+        cleared_job(lab, people, box(tmp_path), device_type="surgical_guide")
+    # ...and slicing refuses, saying why, when the lab withdrew the combination afterwards.
+    job_id = cleared_job(lab, people, box(tmp_path), material="PLA")
+    withdrawn = dataclasses.replace(lab, combinations=())
+    assert slice_job(withdrawn, job_id)
     failed = job(lab, job_id)
     assert failed.state == JobState.SLICE_FAILED
-    assert "no validated combination" in failed.error and "surgical guide" in failed.error
+    assert (
+        "no validated combination" in failed.error and "PLA for anatomical models" in failed.error
+    )
     assert slices_of(lab, job_id) == []
 
 
@@ -132,7 +147,7 @@ def test_too_tall_and_too_wide_parts_are_refused_before_slicing(fleet, tmp_path)
     # Laid on a stable face the same part fits the big printers (not the small one).
     jobs.set_orientation(fleet, people["tech"], tall, "stable", "let it lie")
     assert slice_job(fleet, tall)
-    assert {s.profile_id for s in slices_of(fleet, tall)} == {PLA_250, PETG_250}
+    assert {s.profile_id for s in slices_of(fleet, tall)} == {PLA_250}
 
     # 300 mm long lies down too, but is wider than every bed.
     wide = cleared_job(fleet, people, box(tmp_path, (300, 40, 20), "wide"), patient_code="PX-0003")

@@ -57,6 +57,7 @@ def order(device_type: str = "surgical_guide") -> dict:
         prescriber_name="Dr Prescribing Surgeon",
         prescriber_qualification="Consultant maxillofacial surgeon, GMC 1234567",
         design_characteristics="Cutting guide, 3 mm flange, two 2.0 mm drill sleeves 24 mm apart",
+        material="PLA",  # as prescribed
     )
 
 

@@ -3,7 +3,14 @@ region / subregion / structure / laterality (DOMAIN.md section 3)."""
 
 from __future__ import annotations
 
-LATERALITY = ("left", "right", "bilateral", "midline", "not_applicable")
+LATERALITY = ("left", "right", "midline", "bilateral", "not_applicable")
+SIDE_LABELS = {
+    "left": "left",
+    "right": "right",
+    "midline": "midline",
+    "bilateral": "bilateral",
+    "not_applicable": "n/a (no side)",
+}
 MAX_PARTS = 20  # the registry takes 1-20 parts per case, dominant first
 
 
@@ -29,7 +36,10 @@ def anatomy_problems(parts: list[dict], taxonomy: dict[str, dict[str, list[str]]
         if structure and structure not in taxonomy[region][subregion]:
             problems.append(f"{where}: {structure!r} is not a structure of {region} / {subregion}")
         if side not in LATERALITY:
-            problems.append(f"{where}: laterality must be one of {', '.join(LATERALITY)}")
+            problems.append(
+                f"{where}: choose the side (left, right, midline, bilateral or n/a); "
+                "there is no default"
+            )
         if len(part.get("comment") or "") > 200:
             problems.append(f"{where}: comment is longer than 200 characters")
     return problems
@@ -53,5 +63,5 @@ def describe(part: dict) -> str:
     text = " - ".join(b for b in bits if b)
     side = part.get("laterality")
     if side and side != "not_applicable":
-        text += f" ({side})"
+        text += f" ({SIDE_LABELS.get(side, side)})"
     return text

@@ -152,3 +152,68 @@ def needs_justification(decision: Decision, band: str | None, in_catalog: bool) 
     if decision != Decision.APPROVE:
         return True
     return not in_catalog or band != Band.USUALLY.value
+
+
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "the",
+        "of",
+        "for",
+        "with",
+        "without",
+        "in",
+        "on",
+        "to",
+        "or",
+        "by",
+        "at",
+        "from",
+        "after",
+        "before",
+        "not",
+        "no",
+        "is",
+        "are",
+        "left",
+        "right",
+        "bilateral",
+        "midline",
+        "planning",
+        "model",
+        "guide",
+        "surgical",
+    ]
+)
+
+
+def _words(text: str) -> set[str]:
+    cleaned = "".join(ch.lower() if ch.isalnum() else " " for ch in text or "")
+    return {w.rstrip("s") for w in cleaned.split() if len(w) > 2 and w not in _STOP}
+
+
+def rank_scenarios(scenarios: list, anatomy: list[dict] | None, indication: str) -> list:
+    """Catalog rows ordered for the order under review: most words shared with the order's
+    anatomy (region, subregion, structure) and indication first, then the catalog's own
+    order. Each row is returned with its score: [(row, score), ...]."""
+    anatomy_words: set[str] = set()
+    for part in anatomy or []:
+        for key in ("region", "subregion", "structure"):
+            anatomy_words |= _words(part.get(key) or "")
+    wanted = anatomy_words | _words(indication)
+    scored = []
+    for index, row in enumerate(scenarios):
+        text = " ".join(
+            [
+                row.scenario_text or "",
+                row.specialty or "",
+                getattr(row, "condition_group", "") or "",
+            ]
+        )
+        have = _words(text)
+        score = 2 * len(have & anatomy_words) + len(have & wanted)
+        scored.append((-score, index, row, score))
+    scored.sort(key=lambda t: (t[0], t[1]))
+    return [(row, score) for _neg, _i, row, score in scored]

@@ -22,26 +22,38 @@ class DeviceType(StrEnum):
 PATIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,31}$")
 
 
-def case_problems(
+def case_field_problems(
     patient_code: str, indication: str, device_type: str, needed_by: date | None, today: date
-) -> list[str]:
+) -> list[tuple[str, str]]:
+    """(field, message) for each problem, so a form can show each beside its field."""
     problems = []
     if not PATIENT_CODE.match(patient_code or ""):
         problems.append(
-            "patient code must be the pseudonymous code (3-32 letters, digits or dashes; "
-            "never a name or record number with spaces)"
+            (
+                "patient_code",
+                "patient code must be the pseudonymous code (3-32 letters, digits or dashes; "
+                "never a name or record number with spaces)",
+            )
         )
     if not (indication or "").strip():
-        problems.append("indication is required")
+        problems.append(("indication", "indication is required"))
     elif len(indication) > 2000:
-        problems.append("indication is longer than 2000 characters")
+        problems.append(("indication", "indication is longer than 2000 characters"))
     if device_type not in {t.value for t in DeviceType}:
-        problems.append("device type must be anatomical model or surgical guide")
+        problems.append(("device_type", "device type must be anatomical model or surgical guide"))
     if needed_by is None:
-        problems.append("needed-by date is required")
+        problems.append(("needed_by", "needed-by date is required"))
     elif needed_by < today:
-        problems.append("needed-by date is in the past")
+        problems.append(("needed_by", "needed-by date is in the past"))
     return problems
+
+
+def case_problems(
+    patient_code: str, indication: str, device_type: str, needed_by: date | None, today: date
+) -> list[str]:
+    return [
+        m for _f, m in case_field_problems(patient_code, indication, device_type, needed_by, today)
+    ]
 
 
 class IntendedUse(StrEnum):
@@ -79,9 +91,13 @@ MODALITIES = ("CT", "MR", "US", "XA", "PT", "NM", "CBCT", "other")
 SLICE_WARNING_MM = 2.0  # thicker CT slices lose the detail a model needs (DOMAIN.md section 8)
 
 
-def order_problems(order: dict, today: date) -> list[str]:
-    """Everything but the anatomy taxonomy and ICD-10 format, which have their own modules."""
-    problems = case_problems(
+def order_field_problems(
+    order: dict, today: date, materials: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """Every problem of an order as (field, message), all at once. Not the anatomy taxonomy
+    and ICD-10 format, which have their own modules. `materials`: the materials the lab has
+    validated for the order's device type (None: not checked)."""
+    problems = case_field_problems(
         order.get("patient_code", ""),
         order.get("indication", ""),
         order.get("device_type", ""),
@@ -89,27 +105,37 @@ def order_problems(order: dict, today: date) -> list[str]:
         today,
     )
     if not (order.get("ordering_clinician") or "").strip():
-        problems.append("ordering clinician is required")
+        problems.append(("ordering_clinician", "ordering clinician is required"))
     if order.get("intended_use") not in {u.value for u in IntendedUse}:
         problems.append(
-            "intended use must be surgical planning, intra-operative guide, "
-            "patient communication or education"
+            (
+                "intended_use",
+                "intended use must be surgical planning, intra-operative guide, "
+                "patient communication or education",
+            )
         )
     if not isinstance(order.get("diagnostic_use"), bool):
-        problems.append("say whether the model is for diagnostic use (yes or no)")
+        problems.append(
+            ("diagnostic_use", "say whether the model is for diagnostic use (yes or no)")
+        )
     procedure = order.get("procedure_date")
     needed_by = order.get("needed_by")
     if procedure is not None and needed_by is not None and needed_by > procedure:
-        problems.append("needed-by date is after the procedure date")
+        problems.append(("needed_by", "needed-by date is after the procedure date"))
     modality = order.get("modality")
     if modality and modality not in MODALITIES:
-        problems.append(f"modality must be one of {', '.join(MODALITIES)}")
+        problems.append(("modality", f"modality must be one of {', '.join(MODALITIES)}"))
     thickness = order.get("slice_thickness_mm")
     if thickness is not None and not 0 < thickness <= 20:
-        problems.append("slice thickness must be between 0 and 20 mm")
+        problems.append(("slice_thickness_mm", "slice thickness must be between 0 and 20 mm"))
     route = order.get("regulatory_route")
     if route not in {r.value for r in RegulatoryRoute}:
-        problems.append("regulatory route must be in-house, custom-made, manufacturer or none")
+        problems.append(
+            (
+                "regulatory_route",
+                "regulatory route must be in-house, custom-made, manufacturer or none",
+            )
+        )
     if route == RegulatoryRoute.CUSTOM_MADE:
         for field, label in (
             ("prescriber_name", "prescriber"),
@@ -117,7 +143,8 @@ def order_problems(order: dict, today: date) -> list[str]:
             ("design_characteristics", "design characteristics set by the prescriber"),
         ):
             if not (order.get(field) or "").strip():
-                problems.append(f"a custom-made device needs the {label}")
+                problems.append((field, f"a custom-made device needs the {label}"))
+    problems += material_problems(order.get("material"), order.get("device_type"), materials)
     for field, limit in (
         ("ordering_clinician", 200),
         ("ordering_contact", 100),
@@ -129,8 +156,58 @@ def order_problems(order: dict, today: date) -> list[str]:
         ("design_characteristics", 4000),
     ):
         if len(order.get(field) or "") > limit:
-            problems.append(f"{field.replace('_', ' ')} is longer than {limit} characters")
+            problems.append((field, f"{FIELD_LABELS[field]} is longer than {limit} characters"))
     return problems
+
+
+def material_problems(
+    material: str | None, device_type: str | None, materials: tuple[str, ...] | None
+) -> list[tuple[str, str]]:
+    """The order names the material (for a custom-made device this is the prescribed
+    material): only validated combinations in it are sliced and dispatched."""
+    material = (material or "").strip()
+    what = (device_type or "device").replace("_", " ")
+    if not material:
+        return [("material", "choose the material the device is printed in")]
+    if materials is not None and material.casefold() not in {m.casefold() for m in materials}:
+        offered = ", ".join(materials) or "none"
+        return [
+            (
+                "material",
+                f"{material} is not validated for {what}s in this lab (validated: {offered})",
+            )
+        ]
+    return []
+
+
+def order_problems(order: dict, today: date, materials: tuple[str, ...] | None = None) -> list[str]:
+    return [m for _f, m in order_field_problems(order, today, materials)]
+
+
+# The order form's labels, also used in messages (never the field's program name).
+FIELD_LABELS = {
+    "patient_code": "patient code",
+    "indication": "indication",
+    "device_type": "device type",
+    "needed_by": "needed-by date",
+    "ordering_clinician": "ordering clinician",
+    "ordering_contact": "phone or pager",
+    "icd10_code": "ICD-10 code",
+    "intended_use": "intended use",
+    "diagnostic_use": "diagnostic use",
+    "anatomy": "anatomy",
+    "procedure_date": "procedure date",
+    "accession_number": "accession number",
+    "modality": "modality",
+    "slice_thickness_mm": "slice thickness",
+    "segmentation_software": "segmentation software",
+    "segmentation_version": "software version",
+    "regulatory_route": "regulatory route",
+    "prescriber_name": "prescriber",
+    "prescriber_qualification": "prescriber's qualification",
+    "design_characteristics": "design characteristics",
+    "material": "material",
+}
 
 
 def order_warnings(order: dict) -> list[str]:

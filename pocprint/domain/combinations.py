@@ -47,3 +47,14 @@ def validated_profiles(
         for c in combinations
         if c.allows(printer, model, printer_profiles, device_type)
     }
+
+
+def materials_for(
+    combinations: tuple[Combination, ...] | list[Combination], device_type: str
+) -> tuple[str, ...]:
+    """The materials the lab validated for a device type, as the combinations spell them."""
+    seen: dict[str, str] = {}
+    for c in combinations:
+        if device_type in c.device_types:
+            seen.setdefault(c.material.casefold(), c.material)
+    return tuple(sorted(seen.values()))

@@ -5,7 +5,8 @@ needed-by date first (earliest deadline first), then the oldest job.
 A printer takes a job only if it is enabled, idle and reachable, its plate was confirmed
 clear since its last job, its calibration is not overdue, nothing in the material or
 maintenance records objects, and one of the job's slices is validated on it for the job's
-device type, with the material it has loaded, and fits its build volume.
+device type, with the material it has loaded, and fits its build volume; and a slice is
+only ever in the material the order names.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class JobView:
     urgent: bool = False
     estimated_time_s: int | None = None
     retry_at: datetime | None = None  # a failed send waits out its back-off until then
+    material: str | None = None  # the material the order names (None: not named, any)
 
     def options(self) -> tuple[SliceOption, ...]:
         return self.slices or (SliceOption(self.profile_id, None, self.extents),)
@@ -101,6 +103,10 @@ def slice_refusals(printer: PrinterView, job: JobView, option: SliceOption) -> l
         if option.profile_id not in allowed:
             return [f"profile {option.profile_id} is not validated on this printer for {what}s"]
     reasons = []
+    if job.material and option.material and not same_material(option.material, job.material):
+        return [
+            f"the order names {job.material}; the {option.profile_id} slice is {option.material}"
+        ]
     if option.material is not None and not same_material(option.material, printer.material):
         reasons.append(
             f"printer is loaded with {printer.material or 'no material'}, "

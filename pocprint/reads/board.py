@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 from pocprint.domain.combinations import same_material
 from pocprint.domain.dispatch import predict_finish, queue_order
 from pocprint.domain.states import AWAITING_OUTCOME, ON_PRINTER, JobState
+from pocprint.reads.holds import Holds
 from pocprint.store.models import BuildJob, Case, JobSlice, Part, Printer, utcnow
 
 QUEUE_STATES = (JobState.SLICE_QUEUED, JobState.SLICING, JobState.SLICE_FAILED, JobState.READY)
@@ -82,6 +83,7 @@ def printers(session: Session, lab=None, now: datetime | None = None) -> list[di
     }
     views = _fleet_views(session, lab, rows, now)
     mismatch = _waiting_materials_by_printer(session, views) if views else {}
+    holds = Holds(session, lab, now) if lab is not None else None
     out = []
     for p in rows:
         job = active.get(p.id)
@@ -135,6 +137,8 @@ def printers(session: Session, lab=None, now: datetime | None = None) -> list[di
                     else None
                 ),
                 "can_clear": p.state == "idle" and not p.plate_clear and not on_printer,
+                # With the plate clear: the job that goes next, or why none can.
+                "next": holds.for_printer(p.id) if holds and p.plate_clear else None,
             }
         )
     return out
@@ -181,6 +185,7 @@ def queue(session: Session, now: datetime | None = None, lab=None) -> list[dict]
         slice_counts.setdefault(job_id, []).append(profile)
     printer_rows = session.exec(select(Printer).where(Printer.enabled)).all()
     fleet = list(_fleet_views(session, lab, printer_rows, now).values())
+    holds = Holds(session, lab, now) if lab is not None else None
     if fleet:
         busy = _busy_until(session, printer_rows, now)
         finish = predict_finish(fleet, busy, views, now)
@@ -215,6 +220,7 @@ def queue(session: Session, now: datetime | None = None, lab=None) -> list[dict]
                 "predicted_finish": predicted,
                 "at_risk": predicted is not None and predicted > deadline,
                 "no_printer": bool(fleet) and job.state == JobState.READY and predicted is None,
+                "holds": holds.of(job) if holds else [],
                 "urgent": job.urgent,
                 "urgent_reason": job.urgent_reason,
             }

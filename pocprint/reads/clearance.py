@@ -9,12 +9,13 @@ from pocprint.services.signatures import manifest
 from pocprint.store.models import AppropriatenessReview, Case, Part, Signature, User
 
 
-def _step(step: gate.Step, part_id: int | None = None) -> dict:
+def _step(step: gate.Step, part_id: int | None = None, part_label: str = "") -> dict:
     return {
         "step": step.name,
         "meaning": step.meaning,
         "state": step.state,
         "part_id": part_id,
+        "part_label": part_label,
         "explain": step.explain(),
         "signature": manifest(step.signature) if step.signature else None,
     }
@@ -27,8 +28,8 @@ def clearance(session: Session, case_id: int) -> list[dict] | None:
     steps = [_step(gate.review_step(session, case))]
     parts = session.exec(select(Part).where(Part.case_id == case_id).order_by(Part.id)).all()
     for part in parts:
-        steps.append(_step(gate.segmentation_step(session, part), part.id))
-        steps.append(_step(gate.design_step(session, part, case), part.id))
+        steps.append(_step(gate.segmentation_step(session, part), part.id, part.label))
+        steps.append(_step(gate.design_step(session, part, case), part.id, part.label))
     return steps
 
 

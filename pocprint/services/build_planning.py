@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from pocprint.domain.combinations import Combination
+from pocprint.domain.combinations import Combination, same_material
 from pocprint.domain.placement import BuildVolume, Orientation, fit_problems, turn_to_fit
 from pocprint.slicing.profiles import SlicerProfile
 
@@ -29,15 +29,22 @@ class Candidate:
 
 
 def candidates(
-    combinations: tuple[Combination, ...], printers: dict, profiles: dict, device_type: str
+    combinations: tuple[Combination, ...],
+    printers: dict,
+    profiles: dict,
+    device_type: str,
+    material: str | None = None,
 ) -> list[Candidate]:
-    """Every validated profile for this device type offered by at least one defined printer.
+    """Every validated profile for this device type, in the ordered material, offered by at
+    least one defined printer (`material` None: a case from before orders named it, any).
 
     The build volume is the smallest of the profile's bed and the printers' own volumes, so a
     part that fits the slice fits every printer that may print it.
     """
     found: dict[str, Candidate] = {}
     for combo in combinations:
+        if material is not None and not same_material(combo.material, material):
+            continue
         users = [
             d
             for d in printers.values()

@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from pocprint.domain.anatomy import anatomy_problems, clean_parts
-from pocprint.domain.cases import RegulatoryRoute, order_problems
+from pocprint.domain.cases import RegulatoryRoute, order_field_problems
+from pocprint.domain.combinations import materials_for, same_material
 from pocprint.domain.icd10 import icd10_problem, normalise_icd10
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PartState, Verdict
@@ -50,6 +51,7 @@ ORDER_FIELDS = (
     "prescriber_name",
     "prescriber_qualification",
     "design_characteristics",
+    "material",
 )
 _TEXT = {
     "ordering_clinician",
@@ -59,14 +61,11 @@ _TEXT = {
     "prescriber_name",
     "prescriber_qualification",
     "design_characteristics",
+    "material",
 }
 
 
-def _clean_order(lab: Lab, order: dict) -> dict:
-    """Validate a whole order; all problems are reported at once, nothing is written."""
-    unknown = set(order) - set(ORDER_FIELDS)
-    if unknown:
-        raise Invalid(f"unknown order fields: {', '.join(sorted(unknown))}")
+def _normalised(order: dict) -> dict:
     values = {k: order.get(k) for k in ORDER_FIELDS}
     values["regulatory_route"] = values["regulatory_route"] or RegulatoryRoute.IN_HOUSE.value
     for key in _TEXT:
@@ -74,15 +73,51 @@ def _clean_order(lab: Lab, order: dict) -> dict:
     for key in ("accession_number", "modality"):
         values[key] = (values[key] or "").strip() or None
     values["anatomy"] = clean_parts(values["anatomy"] or [])
-    problems = order_problems(values, utcnow().date())
-    problems += anatomy_problems(values["anatomy"], taxonomy(lab.settings.anatomy_file))
+    return values
+
+
+def order_problems_by_field(lab: Lab, order: dict) -> dict[str, list[str]]:
+    """Every problem of an order, by field; nothing is read or written (a form uses it to
+    show all problems at once, next to their fields)."""
+    values = _normalised(order)
+    # A lab with no validated combination at all cannot print anything; slicing says so.
+    materials = (
+        materials_for(lab.combinations, values["device_type"] or "") if lab.combinations else None
+    )
+    problems = order_field_problems(values, utcnow().date(), materials)
+    problems += [
+        ("anatomy", p)
+        for p in anatomy_problems(values["anatomy"], taxonomy(lab.settings.anatomy_file))
+    ]
     if icd_problem := icd10_problem(values["icd10_code"]):
-        problems.append(icd_problem)
+        problems.append(("icd10_code", icd_problem))
+    out: dict[str, list[str]] = {}
+    for field, message in problems:
+        out.setdefault(field, []).append(message)
+    return out
+
+
+def _clean_order(lab: Lab, order: dict) -> dict:
+    """Validate a whole order; all problems are reported at once, nothing is written."""
+    unknown = set(order) - set(ORDER_FIELDS)
+    if unknown:
+        raise Invalid(f"unknown order fields: {', '.join(sorted(unknown))}")
+    problems = order_problems_by_field(lab, order)
     if problems:
-        raise Invalid("; ".join(problems))
+        raise Invalid("; ".join(m for ms in problems.values() for m in ms), fields=problems)
+    values = _normalised(order)
     values["icd10_code"] = normalise_icd10(values["icd10_code"])
     values["patient_code"] = values["patient_code"].strip()
     values["indication"] = values["indication"].strip()
+    material = values["material"]
+    values["material"] = next(
+        (
+            m
+            for m in materials_for(lab.combinations, values["device_type"])
+            if same_material(m, material)
+        ),
+        material,
+    )
     return values
 
 

@@ -138,7 +138,7 @@ def printer_views(lab: Lab, session, printers: list[Printer], now) -> list[Print
 def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobView]:
     """Waiting jobs with their slices, needed-by date, device type and urgency."""
     rows = session.exec(
-        select(BuildJob, Case.needed_by, Case.device_type)
+        select(BuildJob, Case.needed_by, Case.device_type, Case.material)
         .join(Case, Case.id == BuildJob.case_id)
         .where(BuildJob.state.in_(list(states)))
     ).all()
@@ -147,7 +147,7 @@ def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobV
     slices: dict[int, list[JobSlice]] = {}
     for s in session.exec(
         select(JobSlice)
-        .where(JobSlice.job_id.in_([j.id for j, _n, _d in rows]))
+        .where(JobSlice.job_id.in_([j.id for j, *_rest in rows]))
         .order_by(JobSlice.id)
     ).all():
         slices.setdefault(s.job_id, []).append(s)
@@ -170,8 +170,9 @@ def job_views(session, states: tuple[str, ...] = (JobState.READY,)) -> list[JobV
             urgent=j.urgent,
             estimated_time_s=j.estimated_time_s,
             retry_at=j.retry_at,
+            material=material,
         )
-        for j, needed_by, device_type in rows
+        for j, needed_by, device_type, material in rows
     ]
 
 

@@ -6,7 +6,14 @@ class ServiceError(Exception):
 
 
 class Invalid(ServiceError):
+    """Bad input. `fields` maps a field name to its problems, so a form can show each one
+    beside its field (all at once); the message lists them all."""
+
     http_status = 422
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class NotFound(ServiceError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from pocprint.domain.appropriateness import Decision
+from pocprint.domain.design_warnings import design_warnings
 from pocprint.services import audit, signatures
 from pocprint.services.actors import SYSTEM
 from pocprint.services.errors import NotApproved
@@ -93,8 +94,13 @@ def segmentation_content(part: Part, overlay_sha256: str | None) -> dict:
 
 
 def design_content(part: Part, case: Case) -> dict:
-    """The repaired mesh to print, and for custom-made devices the prescribed design."""
-    return {
+    """The repaired mesh to print, and for custom-made devices the prescribed design; the
+    ordered (prescribed) material and every warning the approver was shown.
+
+    Material and warnings are added only when there are some, so signatures given before
+    orders named a material keep their hash; a signature without a warning the mesh now has
+    is void (the approver never saw it)."""
+    content = {
         "part": part.id,
         "case": case.code,
         "source_sha256": part.source_sha256,
@@ -104,6 +110,12 @@ def design_content(part: Part, case: Case) -> dict:
         "regulatory_route": case.regulatory_route,
         "design_characteristics": case.design_characteristics,
     }
+    if case.material:
+        content["material"] = case.material
+    warnings = design_warnings(part.repair_report, part.analysis_after)
+    if warnings:
+        content["warnings"] = warnings
+    return content
 
 
 # ----------------------------------------------------------------- judging the current state
@@ -205,28 +217,32 @@ def _job_design_step(session: Session, job: BuildJob, part: Part, case: Case) ->
     return step
 
 
-def require_clinical_clearance(session: Session, job: BuildJob, step: str = "dispatch") -> None:
-    """Refuse, with the exact missing or void steps, unless the job may go on.
+def clearance_problems(session: Session, job: BuildJob, step: str = "dispatch") -> list[str]:
+    """Why the job may not go on to `step`, in words (empty: it may). Reads only, writes
+    nothing: pages use it to show why a job is held.
 
     step="slicing": design approval only (no slicing before design approval).
     step="dispatch": appropriateness approval, segmentation sign-off and design approval,
     all on the current content. A rejected case stops at both.
-    Each decision is audited (once per change, not on every scheduler pass).
     """
     part = session.get(Part, job.part_id)
     case = session.get(Case, job.case_id)
-    problems: list[str] = []
     if part is None or case is None:
-        problems.append("the job's part or case no longer exists")
-    else:
-        review = review_step(session, case)
-        if case.review_status == REJECTED or review.state == REJECTED:
-            problems.append(f"case {case.code} was rejected at appropriateness review: stopped")
-        else:
-            checks = [_job_design_step(session, job, part, case)]
-            if step != "slicing":
-                checks = [review, segmentation_step(session, part), *checks]
-            problems += [c.explain() for c in checks if not c.valid]
+        return ["the job's part or case no longer exists"]
+    review = review_step(session, case)
+    if case.review_status == REJECTED or review.state == REJECTED:
+        return [f"case {case.code} was rejected at appropriateness review: stopped"]
+    checks = [_job_design_step(session, job, part, case)]
+    if step != "slicing":
+        checks = [review, segmentation_step(session, part), *checks]
+    return [c.explain() for c in checks if not c.valid]
+
+
+def require_clinical_clearance(session: Session, job: BuildJob, step: str = "dispatch") -> None:
+    """Refuse, with the exact missing or void steps, unless the job may go on (see
+    `clearance_problems`). Each decision is audited (once per change, not on every
+    scheduler pass)."""
+    problems = clearance_problems(session, job, step)
     _audit_decision(session, job, step, problems)
     if problems:
         raise NotApproved(f"job {job.serial} may not go to {step}: " + "; ".join(problems))

@@ -239,10 +239,15 @@ def checklist_status(session: Session, job: BuildJob) -> list:
     return step_states(checklist, recorded, [(f, p) for f, p in measured])
 
 
+def _rejected_build(job: BuildJob) -> bool:
+    return job.state == JobState.COMPLETED and job.outcome == "rejected"
+
+
 def decide_failed_build(
     lab: Lab, actor: Actor, job_id: int, decision: str, reason: str
 ) -> int | None:
-    """Reprint or scrap a build that failed QA; returns the new job's id for a reprint."""
+    """Reprint or scrap a build that failed QA or whose print the technician rejected (a
+    rejected build is never a dead end); returns the new job's id for a reprint."""
     actor.require(Permission.RECORD_POST_PROCESSING)
     if decision not in DECISIONS:
         raise Invalid("decision must be reprint or scrap")
@@ -251,9 +256,18 @@ def decide_failed_build(
         raise Invalid("a reason is required")
     with unit_of_work(lab.engine) as session:
         job = _job(session, job_id)
-        require_workable(session, job)
-        if not any(s.state == "failed" for s in checklist_status(session, job)):
-            raise WrongState(f"build {job.serial} has not failed QA")
+        if _rejected_build(job):
+            if session.exec(
+                select(QaDisposition).where(QaDisposition.build_job_id == job.id)
+            ).first():
+                raise WrongState(f"build {job.serial} was already reprinted or scrapped")
+        else:
+            require_workable(session, job)
+            if not any(s.state == "failed" for s in checklist_status(session, job)):
+                raise WrongState(
+                    f"build {job.serial} has not failed QA and was not rejected; "
+                    "only such a build is reprinted or scrapped"
+                )
         reprint = None
         if decision == "reprint":
             require_current_approval(session, job)

@@ -93,7 +93,8 @@ def slice_job(lab: Lab, job_id: int) -> bool:
             return True
         serial, mesh_sha, orientation = job.serial, job.mesh_sha256, job.orientation
         attempts = job.attempts
-        device_type = session.get(Case, job.case_id).device_type
+        case = session.get(Case, job.case_id)
+        device_type, material = case.device_type, case.material
         part = session.get(Part, job.part_id)
         analysis = part.analysis_after if part is not None else None
     kill_point("job.slice_claimed")
@@ -101,7 +102,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
     try:
         with leases.renewed(lab, BuildJob, job_id, lease, JobState.SLICING):
             slices, timings = _slice_all(
-                lab, serial, mesh_sha, orientation, device_type, analysis, refused
+                lab, serial, mesh_sha, orientation, device_type, material, analysis, refused
             )
     except SlicerError as exc:
         if exc.transient:
@@ -120,16 +121,18 @@ def slice_job(lab: Lab, job_id: int) -> bool:
     return True
 
 
-def _slice_all(lab, serial, mesh_sha, orientation, device_type, analysis, refused):
+def _slice_all(lab, serial, mesh_sha, orientation, device_type, material, analysis, refused):
     """Place and slice the part for every validated candidate; returns (slices, timings)."""
     started = time.perf_counter()
     # Seconds per phase, summed over the slices (the spine benchmark splits overhead by them).
     timings = dict.fromkeys(("prepare", "slice_call", "slicer_process", "store"), 0.0)
-    options = candidates(lab.combinations, lab.printers, lab.profiles, device_type)
+    # Only combinations in the material the order names (any, for orders that name none).
+    options = candidates(lab.combinations, lab.printers, lab.profiles, device_type, material)
     if not options:
         raise NothingToSlice(
-            f"no validated combination of printer, material and profile for "
-            f"{device_type.replace('_', ' ')}s; the lab must add one to printers/validated.toml"
+            f"no validated combination of printer, profile and "
+            f"{material or 'material'} for {device_type.replace('_', ' ')}s; the lab "
+            "must add one to printers/validated.toml"
         )
     slices = []
     with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:

@@ -69,6 +69,9 @@ class Case(SQLModel, table=True):
     prescriber_name: str = Field(default="", max_length=200)
     prescriber_qualification: str = Field(default="", max_length=200)
     design_characteristics: str = Field(default="", max_length=4000)
+    # The material ordered (prescribed, for custom-made devices): only validated combinations
+    # in this material are sliced and dispatched. None only for cases opened before 0008.
+    material: str | None = Field(default=None, max_length=64)
     # Patient identifiers, only where a site stores them: a Fernet token (key from the site
     # configuration), never clear text. Decrypted only for VIEW_IDENTIFIERS, and audited.
     patient_identifiers: str | None = Field(default=None, sa_column=sa.Column(sa.Text))

@@ -10,6 +10,7 @@ Keep the statement at least 10 years (15 for implantable devices).
 
 from __future__ import annotations
 
+from pocprint.domain.times import local_text
 from pocprint.trace.site import Site
 
 CUSTOM_MADE = "custom_made"
@@ -19,7 +20,7 @@ class NotCustomMade(ValueError):
     pass
 
 
-def statement_sections(record: dict, site: Site) -> list[tuple[str, str]]:
+def statement_sections(record: dict, site: Site, zone: str = "UTC") -> list[tuple[str, str]]:
     order = record.get("order") or {}
     route = order.get("regulatory_route")
     if route != CUSTOM_MADE:
@@ -80,8 +81,9 @@ def statement_sections(record: dict, site: Site) -> list[tuple[str, str]]:
         (
             "Release",
             (
-                f"Released by {release.get('signer')} on {release.get('signed_at')} "
-                f"(signature {release.get('state')})"
+                f"Released by {release.get('signer')} on "
+                f"{local_text(release.get('signed_at'), zone)}"
+                + ("" if release.get("state") == "valid" else " (signature void: sign again)")
             )
             if release
             else "Not released yet.",
@@ -94,16 +96,17 @@ def statement_sections(record: dict, site: Site) -> list[tuple[str, str]]:
     ]
 
 
-def statement_text(record: dict, site: Site) -> str:
+def statement_text(record: dict, site: Site, zone: str = "UTC") -> str:
     lines = [
         "STATEMENT CONCERNING DEVICES FOR SPECIAL PURPOSES",
         "Custom-made device - Regulation (EU) 2017/745, Annex XIII, section 1",
         "",
     ]
-    for heading, text in statement_sections(record, site):
+    for heading, text in statement_sections(record, site, zone):
         lines.append(f"{heading}: {text}")
     lines += [
         "",
-        f"Generated from device history record {record['schema']} at {record['generated_at']}.",
+        f"Generated from device history record {record['schema']} at "
+        f"{local_text(record['generated_at'], zone)}.",
     ]
     return "\n".join(lines) + "\n"

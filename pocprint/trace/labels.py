@@ -101,6 +101,7 @@ class LabelData:
     design_version: str
     status_text: str
     sterile_text: str
+    release_text: str
     site_name: str
     url: str
     element_string: str
@@ -131,6 +132,11 @@ def label_data(record: dict, url: str, site: Site) -> LabelData:
     status = post.get("status_text") or ""
     if route == "custom_made" and "custom-made" not in status.lower():
         status = (status + " - custom-made device").strip(" -")
+    release = record.get("release") or {}
+    if release.get("state") == "valid":
+        release_text = f"Released {str(release.get('signed_at'))[:10]} by {release.get('signer')}"
+    else:
+        release_text = "NOT RELEASED - do not use"
     description = device["device_type"].replace("_", " ").capitalize() + f": {device['part']}"
     anatomy = order.get("anatomy") or []
     if anatomy:
@@ -151,6 +157,7 @@ def label_data(record: dict, url: str, site: Site) -> LabelData:
         design_version=device["design_version"],
         status_text=status,
         sterile_text=sterile_text,
+        release_text=release_text,
         site_name=site.name,
         url=url,
         element_string=gs1_element_string(
@@ -203,6 +210,7 @@ def _draw(doc: _LabelDoc, label: LabelData, x: float, y: float, w: float, h: flo
         f"design {label.design_version}",
         label.sterile_text,
         "Single use",
+        label.release_text,
     ]
     for line in lines:
         doc.multi_cell(text_w, 3.1 * scale, doc.safe(line), new_x="LEFT", new_y="NEXT", align="L")

@@ -14,8 +14,21 @@ from typing import Any
 
 from fpdf import FPDF
 
+from pocprint.domain.cases import FIELD_LABELS
+from pocprint.domain.times import local_text
+from pocprint.domain.wording import device_status, say
 from pocprint.trace.annex_xiii import statement_sections
 from pocprint.trace.site import Site
+
+# Order fields not in the order form, as the record names them.
+ORDER_LABELS = {
+    **FIELD_LABELS,
+    "code": "case",
+    "review_status": "review status",
+    "created_at": "ordered at",
+    "created_by": "ordered by",
+}
+KEY_WIDTH = 46.0  # mm: the label column of a facts list; longer labels wrap within it
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -26,10 +39,11 @@ def record_digest(record: dict) -> str:
 
 
 class _Doc(FPDF):
-    def __init__(self, title: str, footer_note: str, **kwargs):
+    def __init__(self, title: str, footer_note: str, zone: str = "UTC", **kwargs):
         super().__init__(**kwargs)
         self.title_text = title
         self.footer_note = footer_note
+        self.zone = zone
         self.unicode = (FONT_DIR / "DejaVuSans.ttf").exists()
         if self.unicode:  # DejaVu covers the lab's text (°, µ, dashes, names with accents)
             self.add_font("body", "", str(FONT_DIR / "DejaVuSans.ttf"))
@@ -43,6 +57,10 @@ class _Doc(FPDF):
             self.set_font("mono" if mono else "body", "" if mono else style, size)
         else:
             self.set_font("Courier" if mono else "Helvetica", style, size)
+
+    def when(self, value: Any) -> str:
+        """A stored UTC time in the site's time zone, to the minute (never microseconds)."""
+        return local_text(value, self.zone)
 
     def text_safe(self, value: Any) -> str:
         text = "-" if value is None or value == "" else str(value)
@@ -66,40 +84,61 @@ class _Doc(FPDF):
         self.ln(1)
 
     def facts(self, pairs: list[tuple[str, Any]], mono_keys: tuple[str, ...] = ()) -> None:
+        """Label and value side by side; a long label wraps inside its column and the row
+        takes the height of the taller of the two, so nothing overlaps."""
         width = self.w - self.l_margin - self.r_margin
+        line = 5.0
         for key, value in pairs:
+            key_text, value_text = self.text_safe(key), self.text_safe(value)
             self.font("B", 8.5)
-            self.cell(46, 5, self.text_safe(key))
+            key_lines = self.multi_cell(KEY_WIDTH - 2, line, key_text, dry_run=True, output="LINES")
             self.font(size=8.5, mono=key in mono_keys)
-            self.multi_cell(width - 46, 5, self.text_safe(value), new_x="LMARGIN", new_y="NEXT")
+            value_lines = self.multi_cell(
+                width - KEY_WIDTH, line, value_text, dry_run=True, output="LINES"
+            )
+            height = line * max(len(key_lines), len(value_lines), 1)
+            if self.get_y() + height > self.page_break_trigger:
+                self.add_page()
+            x, y = self.l_margin, self.get_y()
+            self.font("B", 8.5)
+            self.set_xy(x, y)
+            self.multi_cell(KEY_WIDTH - 2, line, key_text, align="L")
+            self.font(size=8.5, mono=key in mono_keys)
+            self.set_xy(x + KEY_WIDTH, y)
+            self.multi_cell(width - KEY_WIDTH, line, value_text, align="L")
+            self.set_xy(x, y + height)
 
     def table(self, headings: list[str], rows: list[list[Any]], widths: list[float]) -> None:
-        """Rows of cells; a cell wraps only when its text is longer than the column (fpdf2's
-        own table wraps every cell, which costs most of the rendering time)."""
+        """Rows of cells; a cell wraps only when its text is wider than the column (measured
+        with the font's own widths), and the row takes the height of its tallest cell."""
         if not rows:
             self.font(size=8.5)
             self.cell(0, 5, "none recorded", new_x="LMARGIN", new_y="NEXT")
             return
-        size, line = 7.5, 3.6
-        per_mm = 1 / (size * 0.3528 * 0.56)  # characters per mm at this size (DejaVu average)
-        self._row([self.text_safe(h) for h in headings], widths, line, per_mm, bold=True)
+        line = 3.6
+        self._row([self.text_safe(h) for h in headings], widths, line, bold=True)
         for values in rows:
-            self._row([self.text_safe(v) for v in values], widths, line, per_mm)
+            self._row([self.text_safe(v) for v in values], widths, line)
 
-    def _row(self, texts: list[str], widths: list[float], line: float, per_mm: float, bold=False):
-        budgets = [max(1, int((w - 1) * per_mm)) for w in widths]
-        lines = max(-(-len(t) // b) for t, b in zip(texts, budgets, strict=True))
-        height = lines * line + 0.8
+    def _row(self, texts: list[str], widths: list[float], line: float, bold=False):
+        self.font("B" if bold else "", 7.5)
+        counts = []
+        for text, width in zip(texts, widths, strict=True):
+            if self.get_string_width(text) <= width - 1.2:
+                counts.append(1)
+            else:
+                lines = self.multi_cell(width - 0.6, line, text, dry_run=True, output="LINES")
+                counts.append(len(lines))
+        height = max(counts) * line + 0.8
         if self.get_y() + height > self.page_break_trigger:
             self.add_page()
         y, x = self.get_y(), self.l_margin
-        self.font("B" if bold else "", 7.5)
-        for text, width, budget in zip(texts, widths, budgets, strict=True):
+        for text, width, count in zip(texts, widths, counts, strict=True):
             self.set_xy(x, y + 0.4)
-            if len(text) <= budget:
-                self.cell(width, line, text)
+            if count == 1:
+                self.cell(width - 0.6, line, text)
             else:
-                self.multi_cell(width, line, text, align="L")
+                self.multi_cell(width - 0.6, line, text, align="L")
             x += width
         self.set_y(y + height)
         self.set_draw_color(210, 210, 210)
@@ -114,11 +153,13 @@ def _params(parameters: dict | None) -> str:
     return ", ".join(f"{k}: {v}" for k, v in (parameters or {}).items())
 
 
-def dhr_pdf(record: dict, site: Site) -> bytes:
+def dhr_pdf(record: dict, site: Site, zone: str = "UTC") -> bytes:
+    """The production record; times in the site's time zone (`zone`), to the minute."""
     device = record["device"]
     doc = _Doc(
         f"Device history record {device['serial']}",
         f"record SHA-256 {record_digest(record)}",
+        zone=zone,
         format="A4",
     )
     doc.alias_nb_pages()
@@ -137,7 +178,8 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
         4.5,
         doc.text_safe(
             f"{site.name}. Production record (ISO 13485 7.5.1 / former DHR). "
-            f"Generated {record['generated_at']} ({record['schema']})."
+            f"Generated {doc.when(record['generated_at'])} ({record['schema']}). "
+            f"Times in {zone}."
         ),
         new_x="LMARGIN",
         new_y="NEXT",
@@ -148,12 +190,19 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
     doc.facts(
         [
             ("Device serial", device["serial"]),
-            ("Device type", device["device_type"].replace("_", " ")),
+            ("Device type", say(device["device_type"])),
             ("Case", device["case"]),
             ("Patient code", device["patient_code"]),
             ("Part", device["part"]),
             ("Design version", device["design_version"]),
-            ("State / outcome", f"{device['state']} / {device['outcome'] or '-'}"),
+            (
+                "Status",
+                device_status(
+                    device["state"],
+                    device["outcome"],
+                    (record.get("release") or {}).get("state") == "valid",
+                ),
+            ),
             (
                 "Quantities",
                 "built {built}, accepted {accepted}, released {released}".format(
@@ -165,16 +214,21 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
 
     doc.heading("Order")
     order = record.get("order") or {}
-    doc.facts([(k.replace("_", " ").capitalize(), _order_value(v)) for k, v in order.items()])
+    doc.facts(
+        [
+            (_first_upper(ORDER_LABELS.get(k, k.replace("_", " "))), _order_value(v, doc))
+            for k, v in order.items()
+        ]
+    )
 
     doc.heading("Signatures")
     doc.table(
-        ["Meaning", "Signed by", "Date and time (UTC)", "On", "Content SHA-256", "Status"],
+        ["Meaning", "Signed by", "Date and time", "On", "Content SHA-256", "Status"],
         [
             [
                 s["meaning"],
                 s["signer"],
-                s["signed_at"],
+                doc.when(s["signed_at"]),
                 f"{s['entity']} {s['entity_id']}",
                 s["content_sha256"][:16] + "...",
                 "withdrawn" if s["withdrawn"] else ("withdrawal" if s["withdraws"] else "signed"),
@@ -206,10 +260,10 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
     fidelity = repair.get("fidelity") or {}
     doc.facts(
         [
-            ("Verdict", repair["verdict"]),
+            ("Verdict", say(repair["verdict"])),
             ("Units", f"{repair['units']['unit']} (x{repair['units']['scale_to_mm']})"),
             ("Reasons", "; ".join((repair.get("report") or {}).get("reasons", []) or []) or "none"),
-            ("Fidelity", _order_value(fidelity) if fidelity else "-"),
+            ("Fidelity", _order_value(fidelity, doc) if fidelity else "-"),
             (
                 "Accepted by",
                 (
@@ -268,16 +322,16 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
     doc.heading("Build")
     doc.facts(
         [
-            ("Dispatched", pr["dispatched_at"]),
-            ("Started", pr["started_at"]),
-            ("Ended", pr["finished_at"]),
+            ("Dispatched", doc.when(pr["dispatched_at"])),
+            ("Started", doc.when(pr["started_at"])),
+            ("Ended", doc.when(pr["finished_at"])),
             ("Plate clear confirmed by", _who(pr["plate_clear_confirmed_by"])),
             ("Printer file", pr["remote_file"]),
         ]
     )
     doc.table(
-        ["Printer event (UTC)", "Action", "By"],
-        [[e["at"], e["action"], e["actor"]] for e in pr["printer_events"]],
+        ["Printer event", "Action", "By"],
+        [[doc.when(e["at"]), e["action"], e["actor"]] for e in pr["printer_events"]],
         [60, 70, 52],
     )
 
@@ -287,9 +341,9 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
     post = record["post_processing"]
     doc.heading("Post-processing")
     doc.table(
-        ["Step", "Parameters", "Operator", "Time (UTC)"],
+        ["Step", "Parameters", "Operator", "Time"],
         [
-            [s["title"], _params(s["parameters"]), _who(s["operator"]), s["performed_at"]]
+            [s["title"], _params(s["parameters"]), _who(s["operator"]), doc.when(s["performed_at"])]
             for s in post["steps"]
         ],
         [32, 78, 32, 40],
@@ -331,15 +385,15 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
         [
             (
                 "Release",
-                f"{release['meaning']} by {release['signer']} at {release['signed_at']} "
-                f"({release['state']})"
+                f"{release['meaning']} by {release['signer']} at "
+                f"{doc.when(release['signed_at'])} ({say(release['state'])})"
                 if release
                 else "not released",
             ),
             (
                 "Delivery",
                 f"to {delivery['delivered_to']} at {delivery['location'] or '-'}, "
-                f"{delivery['delivered_at']} (recorded by {_who(delivery['recorded_by'])})"
+                f"{doc.when(delivery['delivered_at'])} (recorded by {_who(delivery['recorded_by'])})"
                 if delivery
                 else "not delivered",
             ),
@@ -348,8 +402,11 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
 
     doc.heading("Audit events")
     doc.table(
-        ["Time (UTC)", "Who", "Action", "Hash"],
-        [[e["at"], e["actor_name"], e["action"], e["hash"][:16]] for e in record["events"]],
+        ["Time", "Who", "Action", "Hash"],
+        [
+            [doc.when(e["at"]), e["actor_name"], e["action"], e["hash"][:16]]
+            for e in record["events"]
+        ],
         [48, 44, 52, 38],
     )
 
@@ -370,21 +427,40 @@ def dhr_pdf(record: dict, site: Site) -> bytes:
     return bytes(doc.output())
 
 
-def _order_value(value: Any) -> str:
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]  # "ICD-10 code", not "Icd-10 code"
+
+
+def _order_value(value: Any, doc: _Doc | None = None) -> str:
+    """A record value in words: people by name, times in the site's zone, stored values
+    (e.g. "surgical_planning") as the lab says them."""
     if isinstance(value, dict):
         if {"name", "username"} <= set(value):
             return value["name"]
-        return "; ".join(f"{k}: {_order_value(v)}" for k, v in value.items())
+        if {"region", "subregion"} <= set(value):  # an anatomy part
+            bits = [value.get("region"), value.get("subregion"), value.get("structure")]
+            side = value.get("laterality")
+            text = " / ".join(b for b in bits if b)
+            return text + (f" ({say(side)})" if side and side != "not_applicable" else "")
+        return "; ".join(f"{k.replace('_', ' ')}: {_order_value(v, doc)}" for k, v in value.items())
     if isinstance(value, list):
-        return "; ".join(_order_value(v) for v in value)
-    return "-" if value is None or value == "" else str(value)
+        return "; ".join(_order_value(v, doc) for v in value)
+    if isinstance(value, bool):
+        return say(value)
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    if doc is not None and len(text) >= 19 and text[4] == "-" and text[10] == "T":
+        return doc.when(text)
+    return say(text)
 
 
-def statement_pdf(record: dict, site: Site) -> bytes:
-    sections = statement_sections(record, site)
+def statement_pdf(record: dict, site: Site, zone: str = "UTC") -> bytes:
+    sections = statement_sections(record, site, zone)
     doc = _Doc(
         f"Annex XIII statement {record['device']['serial']}",
         f"from record SHA-256 {record_digest(record)}",
+        zone=zone,
         format="A4",
     )
     doc.alias_nb_pages()

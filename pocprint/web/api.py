@@ -70,7 +70,7 @@ def _get(session, model, row_id):
 def list_cases():
     """Cases, most urgent first."""
     with read_session(lab().engine) as session:
-        return case_list(session)
+        return case_list(session, lab=lab())
 
 
 @bp.post("/cases")

@@ -47,6 +47,9 @@ class CaseIn(ma.Schema):
     prescriber_name = ma.fields.String(load_default="")
     prescriber_qualification = ma.fields.String(load_default="")
     design_characteristics = ma.fields.String(load_default="")
+    material = ma.fields.String(
+        load_default="", metadata={"description": "validated material the device is printed in"}
+    )
     patient_identifiers = ma.fields.Nested(
         PatientIdentifiers,
         load_default=None,
@@ -79,6 +82,7 @@ class CaseChange(ma.Schema):
     prescriber_name = ma.fields.String()
     prescriber_qualification = ma.fields.String()
     design_characteristics = ma.fields.String()
+    material = ma.fields.String()
 
 
 class ReviewIn(ma.Schema):
@@ -147,6 +151,7 @@ class CaseOut(ma.Schema):
     slice_thickness_mm = ma.fields.Float(allow_none=True)
     regulatory_route = ma.fields.String()
     review_status = ma.fields.String()
+    material = ma.fields.String(allow_none=True)
 
 
 class PartOut(ma.Schema):

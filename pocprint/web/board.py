@@ -7,6 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, send_fil
 
 from pocprint.domain.roles import Permission
 from pocprint.reads import board as board_reads
+from pocprint.reads.holds import plate_clear_message
 from pocprint.services import dispatch, jobs, manual_printing
 from pocprint.store.db import read_session
 from pocprint.web.auth import actor, lab, requires
@@ -44,8 +45,11 @@ def live():
 @bp.route("/printers/<int:printer_id>/plate-clear", methods=["POST"])
 @requires(Permission.OPERATE_PRINTERS)
 def plate_clear(printer_id: int):
+    # Judged before the confirmation: the worker may claim the job the moment it is made.
+    with read_session(lab().engine) as session:
+        category, message = plate_clear_message(session, lab(), printer_id)
     dispatch.confirm_plate_clear(lab(), actor(), printer_id)
-    flash("Plate confirmed clear. The next job for this printer will start.", "ok")
+    flash(message, category)
     return redirect(url_for("board.index"), 303)
 
 

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from pocprint.domain.anatomy import LATERALITY, describe
+from pocprint.domain.anatomy import LATERALITY, SIDE_LABELS, describe
+from pocprint.domain.appropriateness import Band
+from pocprint.domain.case_flow import STEPS
 from pocprint.domain.cases import (
+    FIELD_LABELS,
     MODALITIES,
     DeviceType,
     IntendedUse,
     RegulatoryRoute,
     order_warnings,
 )
-from pocprint.domain.roles import Permission
-from pocprint.reads.cases import case_detail, case_list
+from pocprint.domain.roles import Permission, permissions_of
+from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.services import cases as case_service
 from pocprint.services import parts as part_service
 from pocprint.services import review as review_service
 from pocprint.services.anatomy import taxonomy
-from pocprint.services.errors import Invalid
+from pocprint.services.errors import AuthFailed, Invalid
 from pocprint.store.db import read_session
-from pocprint.store.models import Case
+from pocprint.store.models import Case, Part
 from pocprint.web.auth import actor, lab, requires
-from pocprint.web.order_form import form_of, identifiers_from, order_from
+from pocprint.web.order_form import form_of, identifiers_from, order_and_problems
+from pocprint.web.parts import repair_page
 from pocprint.web.uploads import received
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -32,38 +36,74 @@ bp = Blueprint("cases", __name__, url_prefix="/cases")
 @bp.route("/")
 @requires(Permission.VIEW)
 def index():
+    """Every case with where it really is; filters and search by case code or device serial."""
+    args = request.args
+    mine = args.get("mine") == "1"
+    filters = {
+        "step": args.get("step", ""),
+        "needed_by": args.get("needed_by", ""),
+        "device_type": args.get("device_type", ""),
+        "query": args.get("q", "")[:64],
+    }
+    permissions = frozenset(p.value for p in permissions_of(actor().roles)) if mine else None
     with read_session(lab().engine) as session:
-        rows = case_list(session)
-    return render_template("cases/list.html", cases=rows, device_types=DeviceType)
+        rows = case_list(session, lab=lab(), permissions=permissions, **filters)
+    return render_template(
+        "cases/list.html",
+        cases=rows,
+        device_types=DeviceType,
+        steps=STEPS,
+        needed_by_choices=NEEDED_BY,
+        filters=filters,
+        mine=mine,
+    )
 
 
-def _form_context(form=None) -> dict:
+def _form_context(form=None, errors=None) -> dict:
+    from pocprint.domain.combinations import materials_for
+
+    combos = lab().combinations
     return {
+        "materials": {t.value: materials_for(combos, t.value) for t in DeviceType},
+        "errors": errors or {},
         "device_types": DeviceType,
         "intended_uses": IntendedUse,
         "routes": RegulatoryRoute,
         "modalities": MODALITIES,
         "lateralities": LATERALITY,
+        "side_labels": SIDE_LABELS,
         "taxonomy": taxonomy(lab().settings.anatomy_file),
         "stores_identifiers": bool(lab().settings.identifiers_key),
         "form": form or {},
     }
 
 
+def _save_order(save, editing: int | None = None):
+    """Read the order form and save it; on any problem the form comes back with everything
+    typed kept and every problem beside its field, all at once (nothing is written)."""
+    order, problems = order_and_problems(request.form)
+    if not problems:
+        try:
+            return save(order), None
+        except Invalid as exc:
+            problems = exc.fields or {"form": [str(exc)]}
+    else:  # unreadable fields: still report the problems of all the others
+        problems = {**case_service.order_problems_by_field(lab(), order), **problems}
+    context = _form_context(request.form, problems)
+    return None, (render_template("cases/new.html", **context, editing=editing), 422)
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Permission.CREATE_CASE)
 def new():
     if request.method == "POST":
-        try:
-            case_id = case_service.create_case(
-                lab(),
-                actor(),
-                patient_identifiers=identifiers_from(request.form),
-                **order_from(request.form),
+        case_id, failed = _save_order(
+            lambda order: case_service.create_case(
+                lab(), actor(), patient_identifiers=identifiers_from(request.form), **order
             )
-        except Invalid as exc:  # keep what was typed; show every problem at once
-            flash(str(exc), "error")
-            return render_template("cases/new.html", **_form_context(request.form)), 422
+        )
+        if failed:
+            return failed
         flash("Case created. It now waits for the radiologist's review; upload the mesh.", "ok")
         return redirect(url_for("cases.detail", case_id=case_id), 303)
     return render_template("cases/new.html", **_form_context())
@@ -75,13 +115,13 @@ def edit(case_id: int):
     """Answer a request for more information, or correct the order. A change to what the
     radiologist reviewed sends the case back to review."""
     if request.method == "POST":
-        try:
-            changed = case_service.update_case(lab(), actor(), case_id, **order_from(request.form))
-        except Invalid as exc:
-            flash(str(exc), "error")
-            context = _form_context(request.form)
-            return render_template("cases/new.html", **context, editing=case_id), 422
-        flash(f"Order updated ({', '.join(changed) or 'no change'}).", "ok")
+        changed, failed = _save_order(
+            lambda order: case_service.update_case(lab(), actor(), case_id, **order), case_id
+        )
+        if failed:
+            return failed
+        names = ", ".join(FIELD_LABELS.get(c, c) for c in changed) or "no change"
+        flash(f"Order updated ({names}).", "ok")
         return redirect(url_for("cases.detail", case_id=case_id), 303)
     with read_session(lab().engine) as session:
         case = session.get(Case, case_id)
@@ -94,8 +134,14 @@ def edit(case_id: int):
 @bp.route("/<int:case_id>")
 @requires(Permission.VIEW)
 def detail(case_id: int):
+    return _detail_page(case_id)
+
+
+def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 200):
+    """The case page; `signing_form` re-shows a signature form after a refusal (wrong
+    password) with what was typed and the reason, instead of losing it in a redirect."""
     with read_session(lab().engine) as session:
-        data = case_detail(session, case_id)
+        data = case_detail(session, case_id, lab())
         if data is None:
             abort(404)
         steps = clearance(session, case_id)
@@ -108,13 +154,23 @@ def detail(case_id: int):
         "cases/detail.html",
         **data,
         device_types=DeviceType,
+        bands=Band,
         steps=steps,
         history=history,
         case_signatures=case_signatures,
         reviews=past_reviews,
         warnings=order_warnings(data["case"].__dict__),
         describe=describe,
-    )
+        signing_form=signing_form or {},
+    ), status
+
+
+def _case_of(part_id: int) -> int:
+    with read_session(lab().engine) as session:
+        part = session.get(Part, part_id)
+        if part is None:
+            abort(404)
+        return part.case_id
 
 
 @bp.route("/<int:case_id>/identifiers", methods=["POST"])
@@ -130,13 +186,17 @@ def identifiers(case_id: int):
 def sign_segmentation(part_id: int):
     overlay = request.files.get("overlay")
     password, comment = request.form.get("password", ""), request.form.get("comment", "")
-    if overlay is not None and overlay.filename:
-        with received(overlay, lab().settings.work_dir) as path:
-            review_service.sign_segmentation(lab(), actor(), part_id, password, path, comment)
-    else:
-        review_service.sign_segmentation(lab(), actor(), part_id, password, None, comment)
+    try:
+        if overlay is not None and overlay.filename:
+            with received(overlay, lab().settings.work_dir) as path:
+                review_service.sign_segmentation(lab(), actor(), part_id, password, path, comment)
+        else:
+            review_service.sign_segmentation(lab(), actor(), part_id, password, None, comment)
+    except (AuthFailed, Invalid) as exc:
+        typed = {"part_id": str(part_id), "form": "signoff", "comment": comment, "error": str(exc)}
+        return _detail_page(_case_of(part_id), typed, 422)
     flash("Segmentation signed: the model matches the images.", "ok")
-    return redirect(request.referrer or url_for("cases.index"), 303)
+    return redirect(url_for("cases.detail", case_id=_case_of(part_id), _anchor="flow"), 303)
 
 
 @bp.route("/signatures/<int:signature_id>/withdraw", methods=["POST"])
@@ -172,11 +232,19 @@ def upload(case_id: int):
 @bp.route("/parts/<int:part_id>/approve", methods=["POST"])
 @requires(Permission.APPROVE_DESIGN)
 def approve(part_id: int):
-    case_service.approve_design(
-        lab(), actor(), part_id, request.form.get("password", ""), request.form.get("comment", "")
-    )
+    comment = request.form.get("comment", "")
+    try:
+        case_service.approve_design(
+            lab(), actor(), part_id, request.form.get("password", ""), comment
+        )
+    except AuthFailed as exc:  # the comment is kept; the form says why
+        typed = {"part_id": str(part_id), "form": "approve", "comment": comment, "error": str(exc)}
+        if request.form.get("page") == "repair":
+            return repair_page(part_id, typed, 422)
+        return _detail_page(_case_of(part_id), typed, 422)
     flash("Design approved and signed. The job is queued for slicing.", "ok")
-    return redirect(request.referrer or url_for("board.index"), 303)
+    case_id = _case_of(part_id)
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="flow"), 303)
 
 
 @bp.route("/parts/<int:part_id>/units", methods=["POST"])

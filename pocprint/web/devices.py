@@ -9,12 +9,13 @@ from flask import Blueprint, Response, abort, render_template, request, send_fil
 from markupsafe import Markup
 
 from pocprint.domain.roles import Permission
+from pocprint.domain.wording import device_status
 from pocprint.reads.records import device_record
 from pocprint.services.errors import WrongState
 from pocprint.services.postprocessing import checklist_status
 from pocprint.services.release import release_status
 from pocprint.store.db import read_session
-from pocprint.store.models import BuildJob, QaMeasurement
+from pocprint.store.models import BuildJob, Case, QaDisposition, QaMeasurement
 from pocprint.trace.annex_xiii import NotCustomMade, statement_text
 from pocprint.trace.labels import label_data, label_pdf, label_sheet_pdf, qr_svg
 from pocprint.trace.pdf import dhr_pdf, statement_pdf
@@ -43,13 +44,33 @@ def _workflow(serial: str) -> dict:
         except WrongState:  # no or unusable checklist: the page says so instead of failing
             steps = []
         released = release_status(session, job)
+        disposed = session.exec(
+            select(QaDisposition.id).where(QaDisposition.build_job_id == job.id)
+        ).first()
+        case = session.get(Case, job.case_id)
     return {
         "steps": steps,
         "all_done": bool(steps) and all(s.state == "done" for s in steps),
         "any_failed": any(s.state == "failed" for s in steps),
         "release_state": released.state,
+        "released": released.valid,
         "workable": job.state == "completed" and job.outcome == "accepted",
+        # A rejected build is reprinted or scrapped, like one that failed QA.
+        "rejected_open": job.state == "completed"
+        and job.outcome == "rejected"
+        and disposed is None,
+        "case_id": case.id,
+        "status": device_status(job.state, job.outcome, released.valid),
     }
+
+
+def record_link(serial: str) -> str:
+    """The device record's address for QR codes: below the site's public base URL when one is
+    configured (labels are read by other devices than the one that printed them)."""
+    base = lab().settings.public_base_url
+    if base:
+        return base + url_for("devices.record", serial=serial)
+    return url_for("devices.record", serial=serial, _external=True)
 
 
 def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
@@ -63,15 +84,22 @@ def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
 @bp.route("/<serial>")
 @requires(Permission.VIEW)
 def record(serial: str):
+    return record_page(serial)
+
+
+def record_page(serial: str, release_form: dict | None = None, status: int = 200):
+    """The device page; `release_form` re-shows the release form after a refused signature
+    (wrong password) with the comment typed and the reason."""
     data = _record(serial)
-    link = url_for("devices.record", serial=serial, _external=True)
+    link = record_link(serial)
     return render_template(
         "devices/record.html",
         record=data,
         flow=_workflow(serial),
         qr=Markup(qr_svg(link)),  # noqa: S704 (SVG made by qrcode from our own URL)
         record_url=link,
-    )
+        release_form=release_form or {},
+    ), status
 
 
 @bp.route("/<serial>.json")
@@ -84,7 +112,11 @@ def record_json(serial: str):
 @bp.route("/<serial>.pdf")
 @requires(Permission.VIEW)
 def record_pdf(serial: str):
-    return _download(dhr_pdf(_record(serial), load_site()), "application/pdf", f"dhr-{serial}.pdf")
+    return _download(
+        dhr_pdf(_record(serial), load_site(), lab().settings.time_zone),
+        "application/pdf",
+        f"dhr-{serial}.pdf",
+    )
 
 
 @bp.route("/<serial>/annex-xiii.<fmt>")
@@ -96,10 +128,14 @@ def statement(serial: str, fmt: str):
     try:
         if fmt == "pdf":
             return _download(
-                statement_pdf(record, load_site()), "application/pdf", f"annex-xiii-{serial}.pdf"
+                statement_pdf(record, load_site(), lab().settings.time_zone),
+                "application/pdf",
+                f"annex-xiii-{serial}.pdf",
             )
         return _download(
-            statement_text(record, load_site()), "text/plain", f"annex-xiii-{serial}.txt"
+            statement_text(record, load_site(), lab().settings.time_zone),
+            "text/plain",
+            f"annex-xiii-{serial}.txt",
         )
     except NotCustomMade as exc:
         abort(409, description=str(exc))
@@ -110,9 +146,10 @@ def statement(serial: str, fmt: str):
 def label(serial: str):
     site = load_site()
     size = request.args.get("size", site.label_size)
-    data = label_data(
-        _record(serial), url_for("devices.record", serial=serial, _external=True), site
-    )
+    record = _record(serial)
+    if (record.get("release") or {}).get("state") != "valid":
+        abort(409, description="Labels are printed only for a released device.")
+    data = label_data(record, record_link(serial), site)
     if size == "a4":
         copies = request.args.get("copies", "8")
         if not copies.isdigit() or not 1 <= int(copies) <= 80:

@@ -1,25 +1,29 @@
-"""Template filters: times in UTC, durations and numbers as the lab reads them."""
+"""Template filters: times in the site's time zone, durations, numbers and stored values in
+the lab's words."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from flask import Flask
+from flask import Flask, current_app
+
+from pocprint.domain.times import local_input_value, local_text
+from pocprint.domain.wording import device_status, event_words, say
+
+
+def site_zone() -> str:
+    lab = current_app.extensions.get("pocprint.lab")
+    return lab.settings.time_zone if lab is not None else "UTC"
 
 
 def dt(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(value)
+    """A stored UTC time in the site's time zone, to the minute."""
+    return local_text(value, site_zone())
+
+
+def dts(value) -> str:
+    """The same with seconds (audit events, where the order within a minute matters)."""
+    return local_text(value, site_zone(), seconds=True)
 
 
 def dur(seconds) -> str:
@@ -47,6 +51,15 @@ def extents(value) -> str:
     return " × ".join(f"{float(v):.1f}" for v in value)
 
 
+def _shown(value) -> str:
+    """A recorded value as text: times in the site's zone to the second, never raw ISO."""
+    if isinstance(value, datetime) or (
+        isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T"
+    ):
+        return dts(value)
+    return say(value) if isinstance(value, bool) else str(value)
+
+
 def flat(value, prefix: str = "") -> list[tuple[str, str]]:
     """Nested event values as readable "a.b: value" pairs (empty values left out)."""
     pairs: list[tuple[str, str]] = []
@@ -54,12 +67,24 @@ def flat(value, prefix: str = "") -> list[tuple[str, str]]:
         for key, inner in value.items():
             pairs.extend(flat(inner, f"{prefix}{key}."))
     elif value not in (None, [], {}, ""):
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        text = ", ".join(map(_shown, value)) if isinstance(value, list) else _shown(value)
         pairs.append((prefix.rstrip("."), text))
     return pairs
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(dt=dt, dur=dur, num=num, extents=extents, flat=flat)
+    app.jinja_env.filters.update(
+        dt=dt,
+        dts=dts,
+        dur=dur,
+        num=num,
+        extents=extents,
+        flat=flat,
+        say=say,
+        event_words=event_words,
+        local_input=lambda v: local_input_value(v, site_zone()),
+    )
+    app.jinja_env.globals["device_status"] = device_status
+    app.jinja_env.globals["site_zone"] = site_zone
     app.jinja_env.globals["today"] = lambda: datetime.now(UTC).date()
     app.jinja_env.globals["date"] = date

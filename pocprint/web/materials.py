@@ -3,11 +3,12 @@ calibration log."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from pocprint.domain.roles import Permission
+from pocprint.domain.times import from_local_input
 from pocprint.reads import materials as material_reads
 from pocprint.services import maintenance, materials
 from pocprint.services.errors import Invalid
@@ -91,7 +92,8 @@ def load(printer_id: int):
 def log(printer_id: int):
     performed = (request.form.get("performed_at") or "").strip()
     try:
-        performed_at = datetime.fromisoformat(performed).replace(tzinfo=UTC) if performed else None
+        # typed in the site's time zone, stored as UTC
+        performed_at = from_local_input(performed, lab().settings.time_zone) if performed else None
     except ValueError as exc:
         raise Invalid("performed at is not a date and time") from exc
     kind, _, result = (request.form.get("kind_result") or "").partition("/")

@@ -24,6 +24,7 @@ TEXT_FIELDS = (
     "prescriber_name",
     "prescriber_qualification",
     "design_characteristics",
+    "material",
 )
 
 
@@ -36,13 +37,33 @@ def parse_date(text: str | None) -> date | None:
         raise Invalid(f"not a date: {text!r} (use YYYY-MM-DD)") from exc
 
 
-def _number(text: str | None, name: str) -> float | None:
-    if not (text or "").strip():
-        return None
-    try:
-        return float(text.replace(",", "."))
-    except ValueError as exc:
-        raise Invalid(f"{name} must be a number in mm, not {text!r}") from exc
+class _Parsed:
+    """Values read from the form, and what could not be read, by field (so one bad number
+    does not hide the problems of the other fields)."""
+
+    def __init__(self, form: MultiDict):
+        self.form = form
+        self.problems: dict[str, list[str]] = {}
+
+    def date(self, name: str, label: str) -> date | None:
+        text = (self.form.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            self.problems.setdefault(name, []).append(f"{label}: not a date")
+            return None
+
+    def number(self, name: str, label: str) -> float | None:
+        text = (self.form.get(name) or "").strip()
+        if not text:
+            return None
+        try:
+            return float(text.replace(",", "."))
+        except ValueError:
+            self.problems.setdefault(name, []).append(f"{label} must be a number in mm")
+            return None
 
 
 def _yes_no(text: str | None) -> bool | None:
@@ -72,14 +93,23 @@ def anatomy_from(form: MultiDict) -> list[dict]:
 
 
 def order_from(form: MultiDict) -> dict:
+    order, problems = order_and_problems(form)
+    if problems:
+        raise Invalid("; ".join(m for ms in problems.values() for m in ms), fields=problems)
+    return order
+
+
+def order_and_problems(form: MultiDict) -> tuple[dict, dict[str, list[str]]]:
+    """The order's fields, and the fields that could not be read (bad date or number)."""
+    parsed = _Parsed(form)
     order = {name: form.get(name, "") for name in TEXT_FIELDS}
     order["icd10_code"] = order["icd10_code"] or None
-    order["needed_by"] = parse_date(form.get("needed_by"))
-    order["procedure_date"] = parse_date(form.get("procedure_date"))
-    order["slice_thickness_mm"] = _number(form.get("slice_thickness_mm"), "slice thickness")
+    order["needed_by"] = parsed.date("needed_by", "needed-by date")
+    order["procedure_date"] = parsed.date("procedure_date", "procedure date")
+    order["slice_thickness_mm"] = parsed.number("slice_thickness_mm", "slice thickness")
     order["diagnostic_use"] = _yes_no(form.get("diagnostic_use"))
     order["anatomy"] = anatomy_from(form)
-    return order
+    return order, parsed.problems
 
 
 def identifiers_from(form: MultiDict) -> dict | None:

@@ -17,6 +17,7 @@ import numpy as np
 import trimesh
 from flask import Blueprint, Response, abort, jsonify, render_template, request, url_for
 
+from pocprint.domain.design_warnings import design_warnings
 from pocprint.domain.roles import Permission
 from pocprint.mesh.diff import MAX_SNAP_MM, surface_changes
 from pocprint.mesh.errors import MeshError
@@ -126,17 +127,27 @@ def changes_of(part: Part) -> dict:
 @bp.route("/<int:part_id>")
 @requires(Permission.VIEW)
 def repair(part_id: int):
+    return repair_page(part_id)
+
+
+def repair_page(part_id: int, signing_form: dict | None = None, status: int = 200):
+    """The repair page: figures, warnings, 3D view and the design approval form (re-shown
+    with what was typed after a refused signature)."""
     part = _part(part_id)
     with read_session(lab().engine) as session:
         case = session.get(Case, part.case_id)
     return render_template(
         "parts/repair.html",
         part=part,
+        p=part,
         case=case,
         report=part.repair_report or {},
+        warnings=design_warnings(part.repair_report, part.analysis_after),
         viewer=bool(part.repaired_sha256 and part.analysis_after),
         snap=snap_mm(part),
-    )
+        signing_form=signing_form or {},
+        anchor_by_part=False,
+    ), status
 
 
 @bp.route("/<int:part_id>/mesh/<any(original, repaired):which>.stl")

@@ -4,7 +4,7 @@ scrap after a failed QA, release (lab manager, signature) and delivery."""
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
@@ -12,11 +12,13 @@ from flask_login import current_user
 from sqlmodel import select
 
 from pocprint.domain.roles import Permission
+from pocprint.domain.times import from_local_input
 from pocprint.services import postprocessing, release
-from pocprint.services.errors import Invalid
+from pocprint.services.errors import AuthFailed, Invalid
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob
 from pocprint.web.auth import actor, lab, requires
+from pocprint.web.devices import record_page
 
 bp = Blueprint("post", __name__, url_prefix="/devices")
 
@@ -44,12 +46,12 @@ def _number(name: str) -> float | None:
 
 
 def _time(name: str) -> datetime | None:
-    """A time from a datetime-local field, taken as UTC (the tablet shows UTC)."""
+    """A time from a datetime-local field, typed in the site's time zone; stored as UTC."""
     text = (request.form.get(name) or "").strip()
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return from_local_input(text, lab().settings.time_zone)
     except ValueError as exc:
         raise Invalid(f"{name.replace('_', ' ')} is not a date and time") from exc
 
@@ -116,13 +118,13 @@ def disposition(serial: str):
 @bp.route("/<serial>/release", methods=["POST"])
 @requires(Permission.RELEASE_DEVICE)
 def release_device(serial: str):
-    release.release_device(
-        lab(),
-        actor(),
-        _job_id(serial),
-        request.form.get("password", ""),
-        request.form.get("comment", ""),
-    )
+    comment = request.form.get("comment", "")
+    try:
+        release.release_device(
+            lab(), actor(), _job_id(serial), request.form.get("password", ""), comment
+        )
+    except AuthFailed as exc:  # keep the comment, say why beside the form
+        return record_page(serial, {"comment": comment, "error": str(exc)}, 422)
     flash("Device released (signed).", "ok")
     return _back(serial, "release")
 
