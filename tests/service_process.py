@@ -22,6 +22,7 @@ class ServiceProcess:
         self.port = free_port()
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.extra_env: dict[str, str] = {}  # e.g. the fault suite's kill point
 
     @property
     def url(self) -> str:

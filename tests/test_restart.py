@@ -15,7 +15,7 @@ from pocprint.domain.states import JobState
 from pocprint.services.lab import build_lab
 from pocprint.services.sweeper import recover
 from pocprint.store.db import read_session, unit_of_work, upgrade
-from pocprint.store.models import AuditEvent, BuildJob
+from pocprint.store.models import AuditEvent, BuildJob, Printer
 
 from conftest import make_settings, write_printer
 from fleet_helpers import stock_printers
@@ -145,8 +145,8 @@ def test_killed_while_printing_the_same_print_is_followed_and_never_resent(tmp_p
 
 
 @pytest.mark.octoprint
-def test_dispatch_cut_off_is_marked_interrupted_not_resent(tmp_path, database_url):
-    """A crash between 'claimed for a printer' and 'printer confirmed the start'."""
+def test_dispatch_cut_off_before_anything_was_sent_waits_again_never_sent(tmp_path, database_url):
+    """A crash between "claimed for a printer" and the upload: the job waits again."""
     octoprint_or_skip()
     with running_octoprint(tmp_path / "octoprint") as printer:
         settings, service, tokens = setup_service(
@@ -171,25 +171,24 @@ def test_dispatch_cut_off_is_marked_interrupted_not_resent(tmp_path, database_ur
             job.printer_id = 1
             job.remote_name = f"{serial}.gcode"
         counts = recover(lab)
-        assert counts["dispatch_interrupted"] == 1
+        # The printer is idle and does not hold the file: nothing was sent, so the job waits
+        # in the queue again (the fault suite covers a file that did reach the printer).
+        assert counts["dispatch_requeued"] == 1
         with read_session(lab.engine) as s:
             job = s.get(BuildJob, job_id)
-        assert job.state == JobState.INTERRUPTED and "check the printer" in job.error
+            printer_row = s.get(Printer, 1)
+        assert job.state == JobState.READY and job.printer_id is None
+        assert not printer_row.plate_clear  # no plate was confirmed, none is given
         lab.engine.dispose()
         service.start()
         try:
             time.sleep(3)  # several dispatch and poll passes
-            assert tech.get(f"/jobs/{job_id}").json()["state"] == "interrupted"
+            assert tech.get(f"/jobs/{job_id}").json()["state"] == "ready"
             files = requests.get(
                 f"{printer.url}/api/files?recursive=true",
                 headers={"X-Api-Key": printer.api_key},
                 timeout=10,
             ).json()["files"]
-            assert files == []  # nothing was sent
-            r = tech.post(
-                f"/jobs/{job_id}/resolve", json={"resolution": "failed", "reason": "plate empty"}
-            )
-            assert r.status_code == 204
-            assert tech.get(f"/jobs/{job_id}").json()["state"] == "failed"
+            assert files == []  # nothing was sent, and nothing is sent without a plate clear
         finally:
             service.stop()

@@ -50,13 +50,20 @@ def holder_is_dead(token: str | None) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return token not in _issued  # a previous process that had our pid
+    return not pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Does a process with this pid run on this host?"""
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
 def expired(token: str | None, expires_at: datetime | None, now: datetime) -> bool:

@@ -22,8 +22,9 @@ from pocprint.domain.states import JobState, PartState
 from pocprint.faults import kill_point
 from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
-from pocprint.services.leases import expired
+from pocprint.services.leases import expired, pid_alive
 from pocprint.services.transitions import StaleState, move, update_if
+from pocprint.store.blobs import TEMP_PREFIX
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Part, Printer, utcnow
 
@@ -163,7 +164,7 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
     why = CUT_OFF.format(lease=send.lease or "none")
     with unit_of_work(lab.engine) as session:
         job = session.get(BuildJob, send.job_id)
-        printer_id = job.printer_id
+        printer_id, plate_consumed = job.printer_id, job.dispatched_by_plate_clear is not None
         if running:
             target, outcome = JobState.PRINTING, "dispatch_followed"
             reason = f"{why}; {send.printer} is printing {send.remote}, so it is followed again"
@@ -192,7 +193,7 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
             )
         except StaleState:
             return None  # its worker finished after all
-        if outcome == "dispatch_requeued":
+        if outcome == "dispatch_requeued" and plate_consumed:  # the claim consumed it
             printer = session.get(Printer, printer_id)
             update_if(session, printer, state=PrinterState.IDLE, plate_clear=True)
     return outcome
@@ -200,11 +201,13 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
 
 def _remove_stale_temporaries(lab: Lab) -> None:
     """A crash between writing a file and renaming it leaves a temporary name in the store;
-    it is never a record (records point to final names), so old ones are removed."""
+    it is never a record (records point to final names). A file whose writer process is gone
+    (its pid is in the name), or that is older than an hour, is removed."""
     cutoff = time.time() - STALE_TEMP_S
-    for temp in lab.blobs.root.glob(".incoming-*"):
+    for temp in lab.blobs.root.glob(f"{TEMP_PREFIX}*"):
+        pid = temp.name.removeprefix(TEMP_PREFIX).partition("-")[0]
         try:
-            if temp.stat().st_mtime < cutoff:
+            if (pid.isdigit() and not pid_alive(int(pid))) or temp.stat().st_mtime < cutoff:
                 temp.unlink()
         except FileNotFoundError:
             continue

@@ -12,6 +12,7 @@ from pathlib import Path
 from pocprint.faults import kill_point
 
 CHUNK = 1 << 20
+TEMP_PREFIX = ".incoming-"
 
 
 class StoreFull(OSError):
@@ -41,7 +42,9 @@ class BlobStore:
 
     def put_file(self, source: Path) -> tuple[str, int]:
         """Copy a file in (atomically, fsynced); returns (sha256, size). Idempotent."""
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        # The writer's pid in the name: a crash leaves it behind, and the sweeper can
+        # tell a dead writer's file from one still being written.
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f"{TEMP_PREFIX}{os.getpid()}-")
         tmp = Path(tmp_name)
         digest = hashlib.sha256()
         size = 0
