@@ -21,10 +21,11 @@ from pathlib import Path
 import requests
 from sqlmodel import select
 
-from pocprint.domain.states import JobState, PartState
+from pocprint.domain.states import AWAITING_OUTCOME, JobState, PartState
 from pocprint.faults import KILL_AT, KILL_MARKER
 from pocprint.reads.audit import verify_chain
 from pocprint.services.lab import build_lab
+from pocprint.services.release import RELEASED
 from pocprint.store.blobs import TEMP_PREFIX
 from pocprint.store.db import read_session
 from pocprint.store.models import (
@@ -73,7 +74,15 @@ class FormClient:
         if not self.signed_in:
             self.sign_in()
         token = self._token(page)
-        return self.session.post(self.base + action, data={**data, "csrf_token": token}, timeout=60)
+        r = self.session.post(self.base + action, data={**data, "csrf_token": token}, timeout=60)
+        self.last = f"{action} -> {r.status_code} {flash_text(r.text)}"
+        return r
+
+
+def flash_text(page: str) -> str:
+    """The messages a page shows after a form post (for a stuck run's message)."""
+    found = re.findall(r'class="(?:flash|error)[^"]*"[^>]*>([^<]{1,300})', page)
+    return "; ".join(t.strip() for t in found)
 
 
 @dataclass
@@ -90,8 +99,6 @@ class FaultRun:
     restarts: int = 0
     case_id: int | None = None
     part_id: int | None = None
-    cancel_once: bool = False  # cancel the first print (the cancel.sent point)
-    cancelled: set[int] = field(default_factory=set)
 
     def __post_init__(self):
         self.marker = self.workdir / "killed-at.txt"
@@ -174,12 +181,25 @@ class FaultRun:
 
     # ------------------------------------------------------------------ the flow
 
-    def run(self, timeout: float = 900) -> None:
+    def run(self, timeout: float = 480) -> None:
         self.start()
         deadline = time.monotonic() + timeout
         while not self.step():
-            assert time.monotonic() < deadline, f"flow stuck; kills so far {self.kills}"
+            assert time.monotonic() < deadline, (
+                f"flow stuck; kills so far {self.kills}; where: {self.where()}"
+            )
             time.sleep(0.3)
+
+    def where(self) -> str:
+        """The record as the driver sees it, for a stuck run's message."""
+        part = self.read(Part, self.part_id) if self.part_id else None
+        jobs = [(j.serial, j.state, j.outcome, j.error) for j in self.jobs()]
+        printer = self.printer()
+        return (
+            f"part {part.state if part else None}; jobs {jobs}; printer {printer.state}, "
+            f"plate clear {printer.plate_clear}; next point {self.points[:1]}; "
+            f"last form answers {[getattr(f, 'last', None) for f in self.forms.values()]}"
+        )
 
     def step(self) -> bool:
         """Do the next thing the case needs; True when the device is delivered."""
@@ -204,15 +224,19 @@ class FaultRun:
         if part.state in (PartState.QUEUED, PartState.PROCESSING):
             return self.call(lambda: self.api["tech"].get(f"/parts/{part.id}")) and False
         assert part.state != PartState.REJECTED, part.error
-        live = [j for j in self.jobs() if j.state not in TERMINAL]
-        done = [j for j in self.jobs() if j.state == JobState.COMPLETED]
-        if part.state == PartState.PROCESSED and not live and not done:
-            self._sign_and_approve(part)
+        jobs = self.jobs()
+        ended = [j for j in jobs if j.state in AWAITING_OUTCOME]
+        if ended:  # a print that ended waits for the technician's outcome
+            self._record_outcome(ended[0])
             return False
+        live = [j for j in jobs if j.state != JobState.COMPLETED]
         if live:
             self._advance_job(live[-1])
             return False
-        return self._finish_device(done[-1])
+        if not jobs:
+            self._sign_and_approve(part)
+            return False
+        return self._finish_device(jobs[-1])
 
     def _open_case(self) -> bool:
         body = order_json(patient_code=self.patient_code, indication="fault injection run")
@@ -269,40 +293,36 @@ class FaultRun:
         elif job.state == JobState.INTERRUPTED:
             body = {"resolution": "reprint", "reason": "dispatch cut off; plate checked empty"}
             self.call(lambda: tech.post(f"/jobs/{job.id}/resolve", json=body))
-        elif job.state == JobState.PRINTING and self.cancel_once and not self.cancelled:
-            self.cancelled.add(job.id)
+        elif job.state == JobState.PRINTING and self.points[:1] == ["cancel.sent"]:
             self.call(
                 lambda: tech.post(f"/jobs/{job.id}/cancel", json={"reason": "fault run: cancel"})
             )
-        elif job.state in (JobState.PRINTED, JobState.FAILED, JobState.CANCELLED):
-            accepted = job.state == JobState.PRINTED
-            body = {"outcome": "accepted"} if accepted else {"outcome": "rejected", "note": "x"}
-            self.call(lambda: tech.post(f"/jobs/{job.id}/outcome", json=body))
-        if job.state == JobState.COMPLETED and job.outcome == "rejected":
-            form = self.form("tech")
-            page = f"/devices/{job.serial}"
-            self.call(
-                lambda: form.post(
-                    page,
-                    f"{page}/disposition",
-                    {"decision": "reprint", "reason": "fault run: printed again"},
-                )
-            )
+
+    def _record_outcome(self, job: BuildJob) -> None:
+        accepted = job.state == JobState.PRINTED
+        body = (
+            {"outcome": "accepted"}
+            if accepted
+            else {"outcome": "rejected", "note": "print did not complete (fault run)"}
+        )
+        self.call(lambda: self.api["tech"].post(f"/jobs/{job.id}/outcome", json=body))
 
     def _finish_device(self, job: BuildJob) -> bool:
-        if job.outcome == "rejected":
-            self._advance_job(job)
+        page = f"/devices/{job.serial}"
+        if job.outcome == "rejected":  # the latest build was rejected: printed again
+            form = self.form("tech")
+            body = {"decision": "reprint", "reason": "fault run: printed again"}
+            self.call(lambda: form.post(page, f"{page}/disposition", body))
             return False
         with read_session(self.lab.engine) as s:
             delivered = s.exec(select(Delivery).where(Delivery.build_job_id == job.id)).first()
             released = s.exec(
                 select(Signature).where(
-                    Signature.meaning == "released", Signature.entity_id == job.serial
+                    Signature.meaning == RELEASED, Signature.entity_id == job.serial
                 )
             ).first()
         if delivered is not None:
             return True
-        page = f"/devices/{job.serial}"
         tech, manager = self.form("tech"), self.form("manager")
         if released is None:
             steps = (

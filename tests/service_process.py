@@ -43,6 +43,7 @@ class ServiceProcess:
         )
         if s.public_base_url:
             env["POCPRINT_PUBLIC_BASE_URL"] = s.public_base_url
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 60) -> ServiceProcess:

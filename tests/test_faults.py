@@ -80,7 +80,7 @@ def test_killed_at_every_point_nothing_is_lost_sent_twice_or_half_written(tmp_pa
         stock_printers(settings)
         mesh = tmp_path / "model.stl"
         trimesh.creation.box(extents=(40, 40, 8)).export(mesh)
-        run = FaultRun(settings, tokens, mesh, tmp_path, list(CHAIN), cancel_once=True)
+        run = FaultRun(settings, tokens, mesh, tmp_path, list(CHAIN))
         try:
             run.run()
         except BaseException:
