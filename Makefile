@@ -16,7 +16,7 @@ PORT ?= 8080
 
 
 .PHONY: vendor-axe
-.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace lint format apt system-deps test-system-deps bench-system-deps clean-demo
+.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace bench-faults lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
@@ -26,13 +26,18 @@ test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: bench-spine bench-mesh bench-fleet bench-trace
+bench: bench-spine bench-mesh bench-fleet bench-trace bench-faults
 
 bench-spine: $(VENV)/.installed system-deps
 	$(PY) -m bench.spine
 
 bench-trace: $(VENV)/.installed system-deps
 	$(PY) -m bench.trace
+
+# The kill-point suite on a real OctoPrint and PrusaSlicer; PostgreSQL too when
+# POCPRINT_TEST_DATABASE_URL is set.
+bench-faults: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
+	$(PY) -m bench.faults
 
 bench-mesh: $(VENV)/.installed system-deps bench-system-deps
 	$(PY) -m bench.mesh

@@ -23,6 +23,7 @@ class ServiceProcess:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.extra_env: dict[str, str] = {}  # e.g. the fault suite's kill point
+        self.command_prefix: list[str] = []  # e.g. a private mount namespace for the process
 
     @property
     def url(self) -> str:
@@ -49,7 +50,15 @@ class ServiceProcess:
     def start(self, timeout: float = 60) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pocprint.cli", "serve", "--port", str(self.port)],
+            [
+                *self.command_prefix,
+                sys.executable,
+                "-m",
+                "pocprint.cli",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             cwd=REPO_ROOT,
             env=self.env(),
             stdout=log,
