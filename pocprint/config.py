@@ -58,6 +58,11 @@ class Settings:
     notifications: dict = field(default_factory=dict)
     fhir: dict = field(default_factory=dict)
     outbox_interval_s: float = 2.0
+    # Outbox deliveries (e-mail, webhooks, PACS archive) are retried longer than worker steps:
+    # a mail server or PACS down for an hour must not lose a message.
+    outbox_retry_base_s: float = 30.0
+    outbox_retry_max_s: float = 1800.0
+    outbox_max_attempts: int = 10
     at_risk_interval_s: float = 60.0
     start_scheduler: bool = True
     testing: bool = False
@@ -188,6 +193,9 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         notifications=raw.get("notifications", {}),
         fhir=raw.get("fhir", {}),
         outbox_interval_s=float(worker.get("outbox_interval_s", 2.0)),
+        outbox_retry_base_s=float(worker.get("outbox_retry_base_s", 30.0)),
+        outbox_retry_max_s=float(worker.get("outbox_retry_max_s", 1800.0)),
+        outbox_max_attempts=int(worker.get("outbox_max_attempts", 10)),
         at_risk_interval_s=float(worker.get("at_risk_interval_s", 60.0)),
     )
     values.update(overrides)

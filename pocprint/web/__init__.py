@@ -65,7 +65,14 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(devices.bp)
     app.register_blueprint(parts.bp)
     app.register_blueprint(review.bp)
-    from pocprint.web import auditor, materials, postprocessing  # traceability (issue 6)
+    from pocprint.web import (  # traceability (issue 6)
+        auditor,
+        materials,
+        outbox,  # hospital integration (issue 11)
+        postprocessing,
+    )
+
+    app.register_blueprint(outbox.bp)
 
     app.register_blueprint(materials.bp)
     app.register_blueprint(postprocessing.bp)
