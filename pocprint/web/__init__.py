@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         return WebUser(actor) if actor else None
 
     from pocprint.web import admin, api, auth, board, cases, devices, filters, parts, review
+    from pocprint.web import fhir  # noqa: F401  (FHIR routes on the API blueprint, issue 11)
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
