@@ -56,8 +56,18 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         actor = load_actor(lab, int(user_id))
         return WebUser(actor) if actor else None
 
-    from pocprint.web import admin, api, auth, board, cases, devices, filters, parts, review
-    from pocprint.web import fhir  # noqa: F401  (FHIR routes on the API blueprint, issue 11)
+    from pocprint.web import (
+        admin,
+        api,
+        auth,
+        board,
+        cases,
+        devices,
+        fhir,  # noqa: F401  (FHIR routes on the API blueprint, issue 11)
+        filters,
+        parts,
+        review,
+    )
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
