@@ -1,4 +1,8 @@
-"""Orders (cases), mesh uploads and design approval."""
+"""Orders (cases), mesh uploads and design approval.
+
+Past 400 lines since orders also arrive with a PACS study and the hospital's order reference
+(issue 11); the order's validation is shared by all three use cases. Splitting approval out
+is a follow-up: postprocessing and other branches import it from here."""
 
 from __future__ import annotations
 

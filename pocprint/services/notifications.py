@@ -9,6 +9,7 @@ them (`services.outbox`). Messages carry codes and a link only, never patient id
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from pocprint.domain.notifications import Event, events_for_job, events_for_part, message
@@ -106,6 +107,14 @@ def fan_out(lab) -> int:
             .limit(200)
         ).all()
         for row in rows:
+            claimed = session.execute(  # one worker fans a notification out, never two
+                update(Notification)
+                .where(Notification.id == row.id, Notification.fanned_out_at.is_(None))
+                .values(fanned_out_at=utcnow()),
+                execution_options={"synchronize_session": False},
+            )
+            if claimed.rowcount != 1:
+                continue
             case = session.get(Case, row.case_id) if row.case_id else None
             detail = row.detail or {}
             text = message(
@@ -129,7 +138,6 @@ def fan_out(lab) -> int:
                     )
                 )
                 count += 1
-            row.fanned_out_at = utcnow()
     return count
 
 
