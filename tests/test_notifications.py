@@ -6,6 +6,8 @@ patient identity."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import trimesh
 from sqlmodel import select
@@ -14,7 +16,7 @@ from test_web import login
 from pocprint.hospital.errors import ConfigError
 from pocprint.hospital.links import hospital_links
 from pocprint.scheduler import deliver_outbox, notify_jobs_at_risk
-from pocprint.services import cases, outbox, postprocessing
+from pocprint.services import cases, notifications, outbox, postprocessing
 from pocprint.services.actors import SYSTEM
 from pocprint.services.catalog import load_shipped
 from pocprint.services.errors import Invalid
@@ -24,7 +26,7 @@ from pocprint.services.mesh_processing import process_part
 from pocprint.services.parts import confirm_units
 from pocprint.services.transitions import move
 from pocprint.store.db import read_session, unit_of_work, upgrade
-from pocprint.store.models import BuildJob, Notification, OutboxMessage
+from pocprint.store.models import AuditEvent, BuildJob, Notification, OutboxMessage, utcnow
 from pocprint.web import create_app
 
 from conftest import make_settings, order_fields
@@ -316,3 +318,20 @@ def test_no_configuration_means_notifications_are_kept_but_sent_nowhere(lab, peo
     assert note.fanned_out_at is not None
     with read_session(lab.engine) as s:
         assert s.exec(select(OutboxMessage)).all() == []
+
+
+def test_a_message_whose_sender_died_mid_send_is_sent_again(nlab, smtp, people):
+    cases.create_case(nlab, people["tech"], **order_fields(patient_code="PX-5155"))
+    notifications.fan_out(nlab)
+    with unit_of_work(nlab.engine) as s:  # a worker on another host claimed it, then died
+        message = s.exec(select(OutboxMessage)).one()
+        message.state = "sending"
+        message.lease_owner = "another-host:4242:deadbeef"
+        message.lease_expires_at = utcnow() - timedelta(seconds=1)
+    assert deliver_outbox(nlab) == 1
+    with read_session(nlab.engine) as s:
+        actions = [
+            e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity == "outbox")).all()
+        ]
+    assert actions == ["outbox.lease_expired", "outbox.sending", "outbox.sent"]
+    assert len(_mails(smtp, "radiology-3d@hospital.test")) == 1
