@@ -18,7 +18,7 @@ from pocprint.hospital.delivery import send_webhook as webhook_send
 from pocprint.hospital.errors import PeerError
 from pocprint.services import audit
 from pocprint.services.actors import SYSTEM
-from pocprint.store.db import unit_of_work
+from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Case, Notification, OutboxMessage, Part, utcnow
 
 
@@ -99,6 +99,14 @@ def fan_out(lab) -> int:
     config = lab.hospital.notify
     base = lab.settings.public_base_url or ""
     count = 0
+    with read_session(lab.engine) as session:  # most passes find nothing: no write lock
+        if (
+            session.exec(
+                select(Notification.id).where(Notification.fanned_out_at.is_(None))
+            ).first()
+            is None
+        ):
+            return 0
     with unit_of_work(lab.engine) as session:
         rows = session.exec(
             select(Notification)

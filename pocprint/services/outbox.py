@@ -60,6 +60,14 @@ def add(
 def _hand_back_expired(lab: Lab) -> None:
     """Messages whose sender died mid-send wait again (their lease expired)."""
     now = utcnow()
+    with read_session(lab.engine) as session:  # most passes find nothing: no write lock
+        if (
+            session.exec(
+                select(OutboxMessage.id).where(OutboxMessage.state == OutboxState.SENDING)
+            ).first()
+            is None
+        ):
+            return
     with unit_of_work(lab.engine) as session:
         rows = session.exec(
             select(OutboxMessage).where(OutboxMessage.state == OutboxState.SENDING)
