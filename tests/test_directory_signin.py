@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import ldap3
 import pytest
 from sqlmodel import select
 
@@ -28,6 +29,8 @@ from pocprint.web import create_app
 from conftest import PASSWORD, USUAL_SCENARIO, make_settings, order_fields
 from peer_servers import (
     BASE_DN,
+    ROOT_DN,
+    ROOT_PASSWORD,
     SERVICE_DN,
     SERVICE_PASSWORD,
     SlapdServer,
@@ -245,3 +248,22 @@ def test_bad_directory_settings_stop_the_start_naming_the_option(
     with pytest.raises(ConfigError, match=message):
         hospital_links(settings)
     assert os.environ.get("POCPRINT_UNSET_VARIABLE_FOR_TEST") is None
+
+
+def test_a_person_removed_from_every_group_loses_the_roles_and_cannot_sign_in(dlab, slapd):
+
+
+    assert _login(_client(dlab), "rrad", RITA_PASSWORD).status_code == 302
+    conn = ldap3.Connection(ldap3.Server(slapd.url), ROOT_DN, ROOT_PASSWORD, auto_bind=True)
+    group, person = f"cn=radiologists,{GROUPS}", f"uid=rrad,ou=people,{BASE_DN}"
+    conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [f"uid=ttech,ou=people,{BASE_DN}"])]})
+    conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [person])]})
+    try:
+        refused = _login(_client(dlab), "rrad", RITA_PASSWORD)
+        assert refused.status_code == 401
+        assert _user(dlab, "rrad").roles == ""  # any open session loses its permissions too
+        (synced,) = _events(dlab, "user.directory_synced")
+        assert synced.before["roles"] == "radiologist" and synced.after["roles"] == ""
+    finally:
+        conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [person])]})
+        conn.unbind()

@@ -102,6 +102,8 @@ def sync_account(lab: Lab, username: str) -> None:
             _apply(session, username, person.full_name, roles, config)
     except IntegrityError:  # a concurrent first sign-in created it: that one is as good
         log.info("directory account %s was created concurrently", username)
+    if not roles:  # out of every mapped group: its roles are gone (audited), no sign-in
+        raise AuthFailed("unknown user or wrong password")
 
 
 def _apply(session, username: str, full_name: str, roles: set[Role], config) -> None:
