@@ -252,7 +252,6 @@ def test_bad_directory_settings_stop_the_start_naming_the_option(
 
 def test_a_person_removed_from_every_group_loses_the_roles_and_cannot_sign_in(dlab, slapd):
 
-
     assert _login(_client(dlab), "rrad", RITA_PASSWORD).status_code == 302
     conn = ldap3.Connection(ldap3.Server(slapd.url), ROOT_DN, ROOT_PASSWORD, auto_bind=True)
     group, person = f"cn=radiologists,{GROUPS}", f"uid=rrad,ou=people,{BASE_DN}"
