@@ -26,6 +26,7 @@ from pocprint.scheduler import deliver_outbox
 from pocprint.services import outbox, pacs, postprocessing, release
 from pocprint.services.cases import read_identifiers
 from pocprint.services.catalog import load_shipped
+from pocprint.services.errors import Forbidden
 from pocprint.services.fleet import sync_printers
 from pocprint.services.lab import build_lab
 from pocprint.store.db import read_session, unit_of_work, upgrade
@@ -367,3 +368,15 @@ def test_bad_pacs_settings_stop_the_start_naming_the_option(tmp_path, change, me
     settings = make_settings(tmp_path, "sqlite://", tmp_path, pacs={**section, **change})
     with pytest.raises(ConfigError, match=message):
         hospital_links(settings)
+
+
+def test_a_study_is_found_by_its_uid_too(plab, people, orthanc):
+    found = pacs.lookup_study(plab, people["tech"], study_uid=orthanc.study.study_uid)
+    assert found.fields["accession_number"] == orthanc.study.accession
+    assert found.imaging["source_series_uid"] == orthanc.study.thin_series_uid
+    with pytest.raises(pacs.PacsUnavailable, match="one of them"):
+        pacs.lookup_study(
+            plab, people["tech"], accession="ACC-1", study_uid=orthanc.study.study_uid
+        )
+    with pytest.raises(Forbidden):  # looking up patients' studies is for people who order
+        pacs.lookup_study(plab, people["auditor"], accession=orthanc.study.accession)
