@@ -1,6 +1,6 @@
 """The hospital's PACS over DICOM (pynetdicom): find a study by accession number or study UID
-(C-FIND, study root) and archive a printed model into that study as an Encapsulated STL
-instance (C-STORE), so radiologists see the model next to the images it was made from.
+(C-FIND, study root), list a series' images, and store an instance (C-STORE). The instance a
+printed model becomes is made in `encapsulated.py`.
 
 The patient's name and ID come back from a lookup; they are kept apart (`Patient`) so that
 callers decide where they may go, and pynetdicom is told never to log query identifiers.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import EncapsulatedSTLStorage, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
@@ -27,10 +27,6 @@ UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 AE_TITLE = re.compile(r"^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
 _WILDCARDS = set("*?\\")
 PENDING = (0xFF00, 0xFF01)
-# The mesh archived is the approved repaired mesh, always STL. DICOM defines Encapsulated STL,
-# OBJ and MTL storage; pydicom's registry (and DCMTK's) has no Encapsulated 3MF class, so a
-# part that came as 3MF is archived as the STL that was approved and printed.
-MODEL_MODALITY = "M3D"
 
 
 @dataclass(frozen=True)
@@ -329,109 +325,6 @@ def choose_source_series(series: tuple[Series, ...] | list[Series]) -> Series | 
     if not usable:
         return None
     return min(usable, key=lambda s: (s.slice_thickness_mm is None, s.slice_thickness_mm or 0))
-
-
-@dataclass(frozen=True)
-class ModelInstance:
-    """What pocprint stores in the study: the UIDs are chosen when the archive is queued, so
-    a retry stores the same instance again (the PACS keeps one)."""
-
-    sop_instance_uid: str
-    series_uid: str
-    series_number: int
-    title: str  # e.g. "D2026-000012 anatomical model (approved design A3-1f2e...)"
-    manufacturer: str
-    software_version: str
-    device_serial: str
-
-
-def encapsulated_stl(
-    mesh: bytes,
-    model: ModelInstance,
-    study: Study,
-    source_series_uid: str | None,
-    sources: list[tuple[str, str]],
-    now: datetime | None = None,
-) -> Dataset:
-    """An Encapsulated STL instance (Supplement 205) in the given study, its patient module
-    copied from the PACS's own answer, referencing the images it was made from."""
-    now = now or datetime.now(UTC)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = EncapsulatedSTLStorage
-    meta.MediaStorageSOPInstanceUID = model.sop_instance_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = EncapsulatedSTLStorage
-    ds.SOPInstanceUID = model.sop_instance_uid
-    # Patient and study: as the PACS has them, so the instance joins that study.
-    ds.PatientName = study.patient.name
-    ds.PatientID = study.patient.id
-    ds.PatientBirthDate = study.patient.birth_date
-    ds.PatientSex = study.patient.sex
-    ds.StudyInstanceUID = study.uid
-    ds.StudyDate = study.date.strftime("%Y%m%d") if study.date else ""
-    ds.StudyTime = study.time
-    ds.StudyID = study.study_id
-    ds.AccessionNumber = study.accession
-    ds.ReferringPhysicianName = study.referring_physician
-    ds.StudyDescription = study.description
-    # Encapsulated document series; the mesh's own frame (its coordinates were not
-    # registered to the images by pocprint, so it does not claim the images' frame).
-    ds.Modality = MODEL_MODALITY
-    ds.SeriesInstanceUID = model.series_uid
-    ds.SeriesNumber = model.series_number
-    ds.SeriesDescription = "3D printed model (pocprint)"
-    ds.FrameOfReferenceUID = _derived_uid(model.sop_instance_uid, "1")
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = model.manufacturer
-    ds.ManufacturerModelName = "pocprint"
-    ds.DeviceSerialNumber = model.device_serial
-    ds.SoftwareVersions = model.software_version
-    ds.InstanceNumber = 1
-    ds.ContentDate = now.strftime("%Y%m%d")
-    ds.ContentTime = now.strftime("%H%M%S")
-    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
-    ds.BurnedInAnnotation = "NO"
-    ds.DocumentTitle = model.title[:64]
-    ds.ConceptNameCodeSequence = []
-    units = Dataset()
-    units.CodeValue = "mm"
-    units.CodingSchemeDesignator = "UCUM"
-    units.CodeMeaning = "mm"
-    ds.MeasurementUnitsCodeSequence = [units]
-    ds.MIMETypeOfEncapsulatedDocument = "model/stl"
-    ds.EncapsulatedDocument = mesh + (b"\0" if len(mesh) % 2 else b"")
-    ds.EncapsulatedDocumentLength = len(mesh)
-    references = []
-    for sop_class, sop_instance in sources:
-        item = Dataset()
-        item.ReferencedSOPClassUID = sop_class
-        item.ReferencedSOPInstanceUID = sop_instance
-        references.append(item)
-    ds.SourceInstanceSequence = references
-    if source_series_uid:
-        series = Dataset()
-        series.SeriesInstanceUID = source_series_uid
-        series.ReferencedInstanceSequence = [
-            _ref(sop_class, sop_instance) for sop_class, sop_instance in sources
-        ]
-        ds.ReferencedSeriesSequence = [series]
-    return ds
-
-
-def _ref(sop_class: str, sop_instance: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = sop_instance
-    return item
-
-
-def _derived_uid(uid: str, suffix: str) -> str:
-    """A UID derived from one pocprint generated (same on every retry), within 64 chars."""
-    derived = f"{uid}.{suffix}"
-    return derived if len(derived) <= 64 else uid[: 63 - len(suffix)].rstrip(".") + "." + suffix
 
 
 def store(config: PacsConfig, dataset: Dataset) -> int:

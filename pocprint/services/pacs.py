@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from pocprint.domain.cases import MODALITIES
 from pocprint.domain.roles import Permission
-from pocprint.hospital import dicom
+from pocprint.hospital import dicom, encapsulated
 from pocprint.hospital.errors import PeerError
 from pocprint.services import audit, outbox
 from pocprint.services.actors import Actor
@@ -155,7 +155,7 @@ def send_archive(lab: Lab, message: OutboxMessage) -> dict:
         if p.get("source_series_uid")
         else []
     )
-    model = dicom.ModelInstance(
+    model = encapsulated.ModelInstance(
         sop_instance_uid=p["sop_instance_uid"],
         series_uid=p["series_uid"],
         series_number=MODEL_SERIES_NUMBER,
@@ -164,7 +164,7 @@ def send_archive(lab: Lab, message: OutboxMessage) -> dict:
         software_version=_software_version(),
         device_serial=message.subject,
     )
-    dataset = dicom.encapsulated_stl(mesh, model, study, p.get("source_series_uid"), sources)
+    dataset = encapsulated.encapsulated_stl(mesh, model, study, p.get("source_series_uid"), sources)
     status = dicom.store(config, dataset)
     result = {
         "pacs": config.label,
