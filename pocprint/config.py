@@ -51,6 +51,19 @@ class Settings:
     identifiers_key: str | None = None
     catalog_dir: Path = REPO_ROOT / "config" / "appropriateness"
     anatomy_file: Path = REPO_ROOT / "config" / "anatomy.toml"
+    # Hospital systems (issue 11): the raw [pacs], [directory], [notifications] and [fhir]
+    # sections; each adapter checks its own options (pocprint/hospital/) at start.
+    pacs: dict = field(default_factory=dict)
+    directory: dict = field(default_factory=dict)
+    notifications: dict = field(default_factory=dict)
+    fhir: dict = field(default_factory=dict)
+    outbox_interval_s: float = 2.0
+    # Outbox deliveries (e-mail, webhooks, PACS archive) are retried longer than worker steps:
+    # a mail server or PACS down for an hour must not lose a message.
+    outbox_retry_base_s: float = 30.0
+    outbox_retry_max_s: float = 1800.0
+    outbox_max_attempts: int = 10
+    at_risk_interval_s: float = 60.0
     start_scheduler: bool = True
     testing: bool = False
     extra: dict = field(default_factory=dict)
@@ -175,6 +188,15 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         lockout_attempts=int(raw.get("accounts", {}).get("lockout_attempts", 5)),
         lockout_minutes=int(raw.get("accounts", {}).get("lockout_minutes", 15)),
         identifiers_key=_identifiers_key(raw.get("identifiers", {}), data_dir),
+        pacs=raw.get("pacs", {}),
+        directory=raw.get("directory", {}),
+        notifications=raw.get("notifications", {}),
+        fhir=raw.get("fhir", {}),
+        outbox_interval_s=float(worker.get("outbox_interval_s", 2.0)),
+        outbox_retry_base_s=float(worker.get("outbox_retry_base_s", 30.0)),
+        outbox_retry_max_s=float(worker.get("outbox_retry_max_s", 1800.0)),
+        outbox_max_attempts=int(worker.get("outbox_max_attempts", 10)),
+        at_risk_interval_s=float(worker.get("at_risk_interval_s", 60.0)),
     )
     values.update(overrides)
     if values.get("combinations_file") is None:

@@ -15,12 +15,22 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pocprint.reads.board import queue
+from pocprint.services import notifications, outbox, pacs
 from pocprint.services.dispatch import dispatch_ready_jobs
 from pocprint.services.lab import Lab
 from pocprint.services.mesh_processing import process_waiting_parts
 from pocprint.services.polling import poll_printers
 from pocprint.services.slicing import slice_waiting_jobs
 from pocprint.services.sweeper import sweep
+from pocprint.store.db import read_session
+
+# The outbox's senders, one per channel (services/outbox.py).
+SENDERS = {
+    "email": notifications.send_email,
+    "webhook": notifications.send_webhook,
+    "dicom": pacs.send_archive,
+}
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ class Worker:
         self._add("dispatch", self._dispatch_then_poll, settings.dispatch_interval_s)
         self._add("poll", self._poll, settings.poll_interval_s)
         self._add("sweep", sweep, settings.sweep_interval_s)
+        self._add("outbox", deliver_outbox, settings.outbox_interval_s)
+        self._add("at_risk", notify_jobs_at_risk, settings.at_risk_interval_s)
 
     def _add(self, name: str, func, seconds: float) -> None:
         def run():
@@ -76,3 +88,17 @@ class Worker:
         self.lab.wake = lambda _name: None
         self.scheduler.shutdown(wait=True)
         self.poll_pool.shutdown(wait=False)
+
+
+def deliver_outbox(lab: Lab) -> int:
+    """Fan new notifications out to their destinations, then send what is due."""
+    notifications.fan_out(lab)
+    return outbox.deliver_due(lab, SENDERS)
+
+
+def notify_jobs_at_risk(lab: Lab) -> int:
+    """The board's own prediction: queued jobs predicted to finish after their needed-by
+    date are told once each (per needed-by date)."""
+    with read_session(lab.engine) as session:
+        rows = [row for row in queue(session, lab=lab) if row["at_risk"]]
+    return notifications.jobs_at_risk(lab, rows) if rows else 0

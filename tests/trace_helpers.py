@@ -70,10 +70,12 @@ def printed_device(
     filament_g=12.5,
     printer: str | None = None,
     profile_sha256: str = "a" * 64,
+    imaging: dict | None = None,
 ) -> int:
-    """A build job whose print finished and was accepted; returns its id."""
+    """A build job whose print finished and was accepted; returns its id. `imaging`: the
+    study a PACS lookup found for the order."""
     tech, rad = people["tech"], people["rad"]
-    case_id = case_service.create_case(lab, tech, **order(device_type))
+    case_id = case_service.create_case(lab, tech, imaging=imaging, **order(device_type))
     mesh = tmp_path / f"guide-{case_id}.stl"
     trimesh.creation.box(extents=(40, 30, 20)).export(mesh)
     part_id = case_service.upload_part(lab, tech, case_id, "guide.stl", mesh)

@@ -142,6 +142,17 @@ EVENTS = {
     "printer.state": "printer state changed",
     "lot.loaded": "material lot loaded",
     "lot.unloaded": "material lot taken off",
+    # hospital systems (issue 11)
+    "device.archive_queued": "queued for the PACS archive",
+    "device.archived": "archived in the PACS",
+    "job.at_risk": "may miss its needed-by date",
+    "outbox.sending": "sending",
+    "outbox.sent": "sent",
+    "outbox.retry_later": "not sent: will try again",
+    "outbox.failed": "not sent: gave up",
+    "outbox.retried": "sent again by an administrator",
+    "outbox.lease_expired": "sending cut off: will try again",
+    "user.directory_synced": "name or roles updated from the directory",
 }
 
 

@@ -23,6 +23,7 @@ from pocprint.store.models import (
     BuildJob,
     Case,
     Delivery,
+    OutboxMessage,
     Part,
     PostProcessStep,
     Printer,
@@ -400,6 +401,39 @@ def _delivery(c: _Context) -> dict | None:
     }
 
 
+def _pacs_archive(c: _Context) -> dict:
+    """The model archived into the imaging study (Encapsulated STL, by C-STORE), or why not."""
+    message = c.session.exec(
+        select(OutboxMessage)
+        .where(OutboxMessage.channel == "dicom", OutboxMessage.subject == c.job.serial)
+        .order_by(OutboxMessage.id.desc())
+    ).first()
+    if message is None:
+        return {
+            "state": "not archived",
+            "why": "the order names no PACS study"
+            if not c.case.study_instance_uid
+            else "archived on release",
+        }
+    payload, result = message.payload or {}, message.result or {}
+    return {
+        "state": message.state,
+        "pacs": result.get("pacs") or message.destination,
+        "sop_class_uid": payload.get("sop_class_uid"),
+        "sop_instance_uid": payload.get("sop_instance_uid"),
+        "series_uid": payload.get("series_uid"),
+        "study_uid": payload.get("study_uid"),
+        "source_series_uid": payload.get("source_series_uid"),
+        "source_images": result.get("source_images"),
+        "document_sha256": payload.get("mesh_sha256"),
+        "stored_at": message.sent_at,
+        "attempts": message.attempts,
+        "last_error": message.last_error,
+        "next_attempt_at": message.next_attempt_at if message.state == "pending" else None,
+        "note": result.get("note"),
+    }
+
+
 def _operators(c: _Context) -> dict:
     """Who did each step, from the audit trail (several names where a step was repeated)."""
     out: dict[str, list[str]] = {}
@@ -473,6 +507,7 @@ def device_record(session: Session, serial: str) -> dict | None:
         "qa": qa,
         "release": release,
         "delivery": _delivery(c),
+        "pacs_archive": _pacs_archive(c),
         "quantities": {
             "built": 1 if job.finished_at and job.state in ("printed", "completed") else 0,
             "accepted": 1 if job.outcome == "accepted" and qa["passed"] else 0,

@@ -1,4 +1,8 @@
-"""Orders (cases), mesh uploads and design approval."""
+"""Orders (cases), mesh uploads and design approval.
+
+Past 400 lines since orders also arrive with a PACS study and the hospital's order reference
+(issue 11); the order's validation is shared by all three use cases. Splitting approval out
+is a follow-up: postprocessing and other branches import it from here."""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ from pocprint.domain.anatomy import anatomy_problems, clean_parts
 from pocprint.domain.cases import RegulatoryRoute, order_field_problems
 from pocprint.domain.combinations import materials_for, same_material
 from pocprint.domain.icd10 import icd10_problem, normalise_icd10
+from pocprint.domain.imaging import imaging_problems
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PartState, Verdict
 from pocprint.faults import kill_point
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import check_upload, detect_format
-from pocprint.services import audit, gate, signatures
+from pocprint.services import audit, gate, notifications, signatures
 from pocprint.services import identifiers as identifier_service
 from pocprint.services.actors import Actor
 from pocprint.services.anatomy import taxonomy
@@ -121,18 +126,56 @@ def _clean_order(lab: Lab, order: dict) -> dict:
     return values
 
 
-def create_case(lab: Lab, actor: Actor, *, patient_identifiers: dict | None = None, **order) -> int:
+def _clean_imaging(imaging: dict | None) -> dict:
+    """The imaging study from the PACS or a FHIR order (never identity); all problems at once."""
+    if not imaging:
+        return {}
+    values = {k: v for k, v in imaging.items() if v not in (None, "", [])}
+    problems: dict[str, list[str]] = {}
+    for field, message in imaging_problems(values):
+        problems.setdefault(field, []).append(message)
+    if problems:
+        raise Invalid("; ".join(m for ms in problems.values() for m in ms), fields=problems)
+    return values
+
+
+def create_case(
+    lab: Lab,
+    actor: Actor,
+    *,
+    patient_identifiers: dict | None = None,
+    imaging: dict | None = None,
+    order_reference: str | None = None,
+    **order,
+) -> int:
     """Open an order. Fields: ORDER_FIELDS (see domain/cases.py for what is required).
 
     `patient_identifiers` ({name, record_number, birth_date}) are optional and only accepted
     where the site configured an identifiers key; they are stored encrypted, never logged.
+    `imaging` is the study as the PACS described it (domain/imaging.py); `order_reference`
+    the hospital's own order id: the same hospital order never opens two cases.
     """
     actor.require(Permission.CREATE_CASE)
     values = _clean_order(lab, order)
+    study = _clean_imaging(imaging)
     identifiers = identifier_service.clean(patient_identifiers)
     token = identifier_service.encrypt(lab.settings, identifiers) if identifiers else None
     with unit_of_work(lab.engine) as session:
-        case = Case(code=uuid.uuid4().hex[:32], created_by=actor.user_id, **values)
+        if order_reference:
+            existing = session.exec(
+                select(Case.code).where(Case.order_reference == order_reference)
+            ).first()
+            if existing:
+                raise WrongState(
+                    f"the hospital order {order_reference} was already received as case {existing}"
+                )
+        case = Case(
+            code=uuid.uuid4().hex[:32],
+            created_by=actor.user_id,
+            order_reference=order_reference,
+            **values,
+            **study,
+        )
         case.patient_identifiers = token
         session.add(case)
         session.flush()
@@ -143,8 +186,14 @@ def create_case(lab: Lab, actor: Actor, *, patient_identifiers: dict | None = No
             "case.created",
             "case",
             case.code,
-            after={**values, "patient_identifiers": "stored encrypted" if token else None},
+            after={
+                **values,
+                **study,
+                "order_reference": order_reference,
+                "patient_identifiers": "stored encrypted" if token else None,
+            },
         )
+        notifications.case_awaits_review(session, case, "a new order")
         return case.id
 
 
@@ -180,6 +229,8 @@ def update_case(lab: Lab, actor: Actor, case_id: int, **changes) -> list[str]:
             before={**{k: before[k] for k in changed}, "review_status": status_before},
             after={**{k: values[k] for k in changed}, "review_status": case.review_status},
         )
+        if case.review_status == "awaiting_review" and status_before != "awaiting_review":
+            notifications.case_awaits_review(session, case, "the order changed since the review")
         reopen_void_designs(
             session,
             actor,

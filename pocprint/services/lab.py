@@ -17,13 +17,16 @@ from pocprint.connectors.definitions import DefinitionError, PrinterDefinition, 
 from pocprint.connectors.registry import make_connector
 from pocprint.connectors.unusable import UnusableConnector
 from pocprint.domain.combinations import Combination
+from pocprint.hospital.errors import ConfigError
+from pocprint.hospital.links import HospitalLinks, hospital_links
+from pocprint.services import directory
 from pocprint.slicing.combinations import CombinationError, load_combinations
 from pocprint.slicing.profiles import ProfileError, SlicerProfile, load_profiles
 from pocprint.store.blobs import BlobStore
 from pocprint.store.db import make_engine
 
 # Lab data files that stop the start when invalid; each message names the file and field.
-LabDataError = (DefinitionError, ProfileError, CombinationError)
+LabDataError = (DefinitionError, ProfileError, CombinationError, ConfigError)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Lab:
     profiles: dict[str, SlicerProfile]
     printers: dict[str, PrinterDefinition]
     combinations: tuple[Combination, ...] = ()
+    hospital: HospitalLinks = field(default_factory=HospitalLinks)  # PACS, directory, ...
     wake: Callable[[str], None] = lambda _job: None
     _connectors: dict[str, PrinterConnector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,11 +70,15 @@ def build_lab(settings: Settings) -> Lab:
     )
     for path in (settings.blob_dir, settings.work_dir, settings.secrets_dir):
         path.mkdir(parents=True, exist_ok=True)
-    return Lab(
+    hospital = hospital_links(settings)
+    lab = Lab(
         settings=settings,
         engine=make_engine(settings.database_url),
         blobs=BlobStore(settings.blob_dir),
         profiles=profiles,
         printers=printers,
         combinations=combinations,
+        hospital=hospital,
     )
+    directory.register(lab)  # directory accounts' passwords are checked for this lab's engine
+    return lab

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import PartState, Verdict
 from pocprint.mesh.units import UNIT_TO_MM
-from pocprint.services import audit
+from pocprint.services import audit, notifications
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound, WrongState
 from pocprint.services.lab import Lab
@@ -71,4 +71,7 @@ def accept_repair(lab: Lab, actor: Actor, part_id: int, reason: str) -> None:
             before={"verdict": part.verdict, "reasons": (part.repair_report or {}).get("reasons")},
             after={"accepted_by": actor.username, "repaired_sha256": part.repaired_sha256},
             reason=reason,
+        )
+        notifications.part_awaits_approval(
+            session, part, "a technician accepted the repair: the design approval can be signed"
         )

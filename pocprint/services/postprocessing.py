@@ -28,7 +28,7 @@ from pocprint.domain.checklists import (
 )
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState
-from pocprint.services import audit
+from pocprint.services import audit, notifications
 from pocprint.services.actors import Actor
 from pocprint.services.cases import add_build_job, require_current_approval
 from pocprint.services.errors import Invalid, NotFound, WrongState
@@ -122,6 +122,7 @@ def record_step(
             clean = check_parameters(step, dict(parameters or {}))
         except ChecklistError as exc:
             raise Invalid(f"{step.title}: {exc}") from exc
+        was_ready = _ready(session, job)
         row = PostProcessStep(
             build_job_id=job.id,
             step=step.key,
@@ -141,6 +142,7 @@ def record_step(
             after={"step": step.key, "parameters": clean, "performed_at": performed_at},
             reason=row.note or None,
         )
+        _tell_if_ready(session, job, was_ready)
         return row.id
 
 
@@ -195,6 +197,7 @@ def record_measurement(
         require_workable(session, job)
         checklist_for(session.get(Case, job.case_id).device_type)
         passed = within_tolerance(float(designed_mm), float(measured_mm), float(tolerance_mm))
+        was_ready = _ready(session, job)
         row = QaMeasurement(
             build_job_id=job.id,
             feature=feature,
@@ -222,6 +225,7 @@ def record_measurement(
                 "photo_sha256": row.photo_sha256,
             },
         )
+        _tell_if_ready(session, job, was_ready)
         return row.id
 
 
@@ -237,6 +241,18 @@ def checklist_status(session: Session, job: BuildJob) -> list:
         .order_by(QaMeasurement.measured_at, QaMeasurement.id)
     ).all()
     return step_states(checklist, recorded, [(f, p) for f, p in measured])
+
+
+def _ready(session: Session, job: BuildJob) -> bool:
+    steps = checklist_status(session, job)
+    return bool(steps) and all(s.state == "done" for s in steps)
+
+
+def _tell_if_ready(session: Session, job: BuildJob, was_ready: bool) -> None:
+    """The record just became complete: the lab manager hears the device can be released."""
+    session.flush()
+    if not was_ready and _ready(session, job):
+        notifications.device_ready_for_release(session, job)
 
 
 def _rejected_build(job: BuildJob) -> bool:

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from pocprint.domain.roles import Permission, may
 from pocprint.faults import kill_point
-from pocprint.services import audit, signatures
+from pocprint.services import audit, pacs, signatures
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Forbidden, Invalid, NotFound, WrongState
 from pocprint.services.lab import Lab
@@ -99,6 +99,7 @@ def release_device(lab: Lab, actor: Actor, job_id: int, password: str, comment: 
             content=release_content(session, job),
             comment=comment,
         )
+        pacs.queue_archive(session, lab, actor, job)  # sent by the worker, never in the way
         kill_point("release.before_commit")
         return signature.id
 

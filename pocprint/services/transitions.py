@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
+from pocprint.domain.outbox import LEASED_OUTBOX_STATES, OUTBOX_TRANSITIONS
 from pocprint.domain.states import (
     JOB_TRANSITIONS,
     LEASED_JOB_STATES,
@@ -30,10 +31,10 @@ from pocprint.domain.states import (
     InvalidTransition,
     check_transition,
 )
-from pocprint.services import audit
+from pocprint.services import audit, notifications
 from pocprint.services.actors import Actor
 from pocprint.services.errors import WrongState
-from pocprint.store.models import BuildJob, Part, Printer, utcnow
+from pocprint.store.models import BuildJob, OutboxMessage, Part, Printer, utcnow
 
 
 class StaleState(WrongState):
@@ -57,6 +58,9 @@ KINDS: dict[type, _Kind] = {
     Part: _Kind(PART_TRANSITIONS, "part", "part", lambda r: r.id, LEASED_PART_STATES),
     BuildJob: _Kind(JOB_TRANSITIONS, "job", "build job", lambda r: r.serial, LEASED_JOB_STATES),
     Printer: _Kind(PRINTER_TRANSITIONS, "printer", "printer", lambda r: r.name, frozenset()),
+    OutboxMessage: _Kind(
+        OUTBOX_TRANSITIONS, "outbox", "outbox message", lambda r: r.id, LEASED_OUTBOX_STATES
+    ),
 }
 
 
@@ -116,6 +120,7 @@ def move(
         after={"state": target, **(after or {})},
         reason=reason,
     )
+    notifications.after_move(session, row, current, target)  # in the same transaction
 
 
 def update_if(session: Session, row, *, state: str, lease: str | None = None, **values) -> bool:

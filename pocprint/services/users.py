@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, func, select
 
 from pocprint.domain.roles import Permission, Role, format_roles, parse_roles
-from pocprint.services import audit
+from pocprint.services import audit, directory
 from pocprint.services.actors import Actor
 from pocprint.services.errors import AuthFailed, Invalid, NotFound
 from pocprint.services.lab import Lab
@@ -140,6 +140,8 @@ def has_users(lab: Lab) -> bool:
 
 
 def verify_password(user: User, password: str) -> bool:
+    if directory.is_directory_account(user):  # the hospital directory checks it (issue 11)
+        return directory.verify(user, password)
     try:
         return _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -190,7 +192,9 @@ def authenticate(lab: Lab, username: str, password: str) -> Actor:
                 )
             session.commit()
             raise AuthFailed("unknown user or wrong password")
-        if _hasher.check_needs_rehash(user.password_hash):
+        if not directory.is_directory_account(user) and _hasher.check_needs_rehash(
+            user.password_hash
+        ):
             user.password_hash = _hasher.hash(password)
         user.last_login_at = now
         user.failed_logins = 0
@@ -328,6 +332,7 @@ def reset_password(lab: Lab, actor: Actor, user_id: int) -> str:
     password = generate_password()
     with unit_of_work(lab.engine) as session:
         user = _user(session, user_id)
+        directory.refuse_local_password(user)
         user.password_hash = _hasher.hash(password)
         user.password_changed_at = utcnow()
         user.locked_until = None
@@ -340,6 +345,7 @@ def change_password(lab: Lab, actor: Actor, current: str, new: str) -> None:
     """A signed-in user replaces their own password (the current one is asked again)."""
     with unit_of_work(lab.engine) as session:
         user = reauthenticate(session, actor, current)
+        directory.refuse_local_password(user)
         if problem := password_problem(new, user.username, user.full_name):
             raise Invalid(problem)
         if verify_password(user, new):

@@ -77,6 +77,17 @@ class Case(SQLModel, table=True):
     patient_identifiers: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     # Appropriateness review: awaiting_review, info_requested, approved, rejected (final).
     review_status: str = Field(default="awaiting_review", max_length=20, index=True)
+    # Imaging study from the hospital's PACS (C-FIND) or a FHIR order (issue 11); empty for an
+    # order typed by hand. Never the patient's name or ID: those go to patient_identifiers.
+    study_instance_uid: str | None = Field(default=None, max_length=64)
+    study_date: date | None = None
+    body_part: str | None = Field(default=None, max_length=64)
+    imaging_series: list | None = _json()  # [{uid, number, description, modality, ...}]
+    source_series_uid: str | None = Field(default=None, max_length=64)  # the series segmented
+    imaging_source: str | None = Field(default=None, max_length=200)  # where the facts came from
+    # The hospital's own order id (a FHIR ServiceRequest identifier, "system|value"): the same
+    # order sent twice opens one case.
+    order_reference: str | None = Field(default=None, max_length=255, unique=True)
 
 
 class Part(SQLModel, table=True):
@@ -473,3 +484,47 @@ class AppropriatenessReview(SQLModel, table=True):
     reviewer_id: int = Field(foreign_key="user_account.id")
     signature_id: int | None = Field(default=None, foreign_key="signature.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- hospital integration (issue 11): notifications and the outbox ---
+
+
+class Notification(SQLModel, table=True):
+    """Something people must hear about (a part needs attention, a print failed...), written
+    in the same transaction as the change that caused it. It carries no patient identity:
+    only codes. The worker fans it out to the subscribed destinations (OutboxMessage)."""
+
+    __tablename__ = "notification"
+    id: int | None = Field(default=None, primary_key=True)
+    event: str = Field(max_length=40, index=True)
+    case_id: int | None = Field(default=None, foreign_key="lab_case.id", index=True)
+    subject: str = Field(max_length=64)  # case code, part id or device serial it is about
+    detail: dict | None = _json()  # codes and words only, never identity
+    # One notification per fact (e.g. one "at risk" per job and needed-by date).
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    fanned_out_at: datetime | None = Field(default=None, index=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One delivery to one destination: an e-mail, a signed webhook call, or a DICOM C-STORE
+    of a released device's mesh to the PACS. Sent by the worker after the transaction that
+    wrote it, retried with back-off; failures stay visible on the admin outbox page."""
+
+    __tablename__ = "outbox_message"
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16, index=True)  # email | webhook | dicom
+    destination: str = Field(max_length=255)  # address, webhook name, or PACS AE title
+    notification_id: int | None = Field(default=None, foreign_key="notification.id", index=True)
+    subject: str = Field(max_length=64, index=True)  # e.g. the device serial of an archive
+    payload: dict | None = _json()
+    state: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default_factory=utcnow, index=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+    result: dict | None = _json()  # what the peer answered (e.g. the stored SOP instance UID)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    updated_at: datetime | None = Field(default_factory=utcnow)
+    lease_owner: str | None = Field(default=None, max_length=120)
+    lease_expires_at: datetime | None = None

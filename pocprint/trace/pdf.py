@@ -399,6 +399,26 @@ def dhr_pdf(record: dict, site: Site, zone: str = "UTC") -> bytes:
             ),
         ]
     )
+    archive = record.get("pacs_archive") or {}
+    doc.heading("Archived in the PACS")
+    if archive.get("sop_instance_uid"):
+        stored = (
+            f"stored {doc.when(archive['stored_at'])} in {archive['pacs']}"
+            if archive.get("state") == "sent"
+            else f"not stored yet ({archive.get('state')}): {archive.get('last_error') or 'queued'}"
+        )
+        doc.facts(
+            [
+                ("State", stored),
+                ("SOP instance UID", archive["sop_instance_uid"]),
+                ("SOP class", f"Encapsulated STL ({archive['sop_class_uid']})"),
+                ("Study UID", archive.get("study_uid") or "-"),
+                ("Source series UID", archive.get("source_series_uid") or "-"),
+            ],
+            mono_keys=("SOP instance UID", "Study UID", "Source series UID"),
+        )
+    else:
+        doc.facts([("State", f"not archived: {archive.get('why', 'no PACS study')}")])
 
     doc.heading("Audit events")
     doc.table(

@@ -56,7 +56,18 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         actor = load_actor(lab, int(user_id))
         return WebUser(actor) if actor else None
 
-    from pocprint.web import admin, api, auth, board, cases, devices, filters, parts, review
+    from pocprint.web import (
+        admin,
+        api,
+        auth,
+        board,
+        cases,
+        devices,
+        fhir,  # noqa: F401  (FHIR routes on the API blueprint, issue 11)
+        filters,
+        parts,
+        review,
+    )
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
@@ -65,7 +76,14 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(devices.bp)
     app.register_blueprint(parts.bp)
     app.register_blueprint(review.bp)
-    from pocprint.web import auditor, materials, postprocessing  # traceability (issue 6)
+    from pocprint.web import (  # traceability (issue 6)
+        auditor,
+        materials,
+        outbox,  # hospital integration (issue 11)
+        postprocessing,
+    )
+
+    app.register_blueprint(outbox.bp)
 
     app.register_blueprint(materials.bp)
     app.register_blueprint(postprocessing.bp)

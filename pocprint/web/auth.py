@@ -10,6 +10,7 @@ from flask_login import UserMixin, current_user, login_required, login_user, log
 
 from pocprint.domain.roles import Permission
 from pocprint.services.actors import Actor
+from pocprint.services.directory import sync_account
 from pocprint.services.errors import AuthFailed
 from pocprint.services.users import authenticate, change_password
 
@@ -86,10 +87,10 @@ def _idle_timeout():
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
+        username = request.form.get("username", "")
         try:
-            actor_ = authenticate(
-                lab(), request.form.get("username", ""), request.form.get("password", "")
-            )
+            sync_account(lab(), username)  # a directory person's account, roles from groups
+            actor_ = authenticate(lab(), username, request.form.get("password", ""))
         except AuthFailed as exc:
             flash(str(exc), "error")
             return render_template("auth/login.html"), 401

@@ -19,6 +19,7 @@ from pocprint.domain.roles import Permission, permissions_of
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.services import cases as case_service
+from pocprint.services import pacs
 from pocprint.services import parts as part_service
 from pocprint.services import review as review_service
 from pocprint.services.anatomy import taxonomy
@@ -26,7 +27,13 @@ from pocprint.services.errors import AuthFailed, Invalid
 from pocprint.store.db import read_session
 from pocprint.store.models import Case, Part
 from pocprint.web.auth import actor, lab, requires
-from pocprint.web.order_form import form_of, identifiers_from, order_and_problems
+from pocprint.web.order_form import (
+    form_of,
+    identifiers_from,
+    imaging_from,
+    lookup_form,
+    order_and_problems,
+)
 from pocprint.web.parts import repair_page
 from pocprint.web.uploads import received
 
@@ -74,6 +81,7 @@ def _form_context(form=None, errors=None) -> dict:
         "side_labels": SIDE_LABELS,
         "taxonomy": taxonomy(lab().settings.anatomy_file),
         "stores_identifiers": bool(lab().settings.identifiers_key),
+        "pacs": lab().hospital.pacs,
         "form": form or {},
     }
 
@@ -93,13 +101,35 @@ def _save_order(save, editing: int | None = None):
     return None, (render_template("cases/new.html", **context, editing=editing), 422)
 
 
+def _lookup():
+    """Look the study up in the PACS and show the form again, filled, with the source; a
+    failure is said beside the accession number and everything typed is kept."""
+    try:
+        found = pacs.lookup_study(
+            lab(),
+            actor(),
+            accession=request.form.get("accession_number", ""),
+            study_uid=request.form.get("study_instance_uid_lookup", ""),
+        )
+    except (pacs.PacsUnavailable, Invalid) as exc:
+        errors = {"accession_number": [str(exc)]}
+        return render_template("cases/new.html", **_form_context(request.form, errors)), 422
+    return render_template("cases/new.html", **_form_context(lookup_form(request.form, found)))
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @requires(Permission.CREATE_CASE)
 def new():
+    if request.method == "POST" and request.form.get("action") == "lookup":
+        return _lookup()
     if request.method == "POST":
         case_id, failed = _save_order(
             lambda order: case_service.create_case(
-                lab(), actor(), patient_identifiers=identifiers_from(request.form), **order
+                lab(),
+                actor(),
+                patient_identifiers=identifiers_from(request.form),
+                imaging=imaging_from(request.form),
+                **order,
             )
         )
         if failed:

@@ -3,6 +3,7 @@ the lab's words."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 from flask import Flask, current_app
@@ -72,6 +73,15 @@ def flat(value, prefix: str = "") -> list[tuple[str, str]]:
     return pairs
 
 
+def from_json(text) -> list:
+    """A JSON list carried in a hidden form field (e.g. the PACS series); [] if damaged."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
         dt=dt,
@@ -82,6 +92,7 @@ def register(app: Flask) -> None:
         flat=flat,
         say=say,
         event_words=event_words,
+        from_json=from_json,
         local_input=lambda v: local_input_value(v, site_zone()),
     )
     app.jinja_env.globals["device_status"] = device_status

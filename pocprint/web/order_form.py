@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from werkzeug.datastructures import MultiDict
@@ -135,3 +136,35 @@ def form_of(case) -> MultiDict:
         code = "|".join([part["region"], part["subregion"], part.get("structure", "")])
         pairs += [("anatomy_code", code), ("anatomy_laterality", part["laterality"])]
     return MultiDict([(k, str(v)) for k, v in pairs])
+
+
+# The imaging study a PACS lookup put on the form (hidden fields; checked again on save).
+IMAGING_TEXT = ("study_instance_uid", "body_part", "source_series_uid", "imaging_source")
+
+
+def imaging_from(form: MultiDict) -> dict | None:
+    """The looked-up study from the form's hidden fields; None for an order typed by hand."""
+    if not (form.get("study_instance_uid") or "").strip():
+        return None
+    values: dict = {k: (form.get(k) or "").strip() or None for k in IMAGING_TEXT}
+    values["study_date"] = parse_date((form.get("study_date") or "").strip() or None)
+    try:
+        values["imaging_series"] = json.loads(form.get("imaging_series") or "[]")
+    except ValueError as exc:
+        raise Invalid("the series list from the PACS lookup is damaged: look it up again") from exc
+    return values
+
+
+def lookup_form(form: MultiDict, lookup) -> MultiDict:
+    """The form as typed, with what the PACS lookup found put into its fields."""
+    filled = MultiDict(form)
+    for key, value in lookup.fields.items():
+        filled[key] = "" if value is None else str(value)
+    for key in IMAGING_TEXT:
+        filled[key] = lookup.imaging.get(key) or ""
+    study_date = lookup.imaging.get("study_date")
+    filled["study_date"] = study_date.isoformat() if study_date else ""
+    filled["imaging_series"] = json.dumps(lookup.imaging.get("imaging_series") or [])
+    for key, value in (lookup.identifiers or {}).items():
+        filled[f"identifier_{key}"] = value
+    return filled
