@@ -26,7 +26,7 @@ from sqlmodel import select
 from bench.fleet import PLATE_CLEAR_TARGET_S, PROFILE, private_database, summary
 from pocprint.config import REPO_ROOT
 from pocprint.demo.octoprint_server import start_server
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.slicing.prusaslicer import slicer_version
 from pocprint.store.db import make_engine, read_session
 from pocprint.store.models import AuditEvent, BuildJob

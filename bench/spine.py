@@ -27,7 +27,8 @@ from pocprint.domain.roles import Role
 from pocprint.scheduler import Worker
 from pocprint.services.actors import Actor
 from pocprint.services.catalog import load_shipped
-from pocprint.services.users import create_api_token, create_user
+from pocprint.services.tokens import create_api_token
+from pocprint.services.users import create_user
 from pocprint.slicing.prusaslicer import slicer_version
 from pocprint.store.db import read_session
 from pocprint.store.models import AuditEvent
@@ -79,7 +80,7 @@ def one_run(mesh: Path, workdir: Path) -> dict:
     root = Actor(None, "bench", "bench", frozenset({Role.ADMIN}))
     tokens = {}
     for name, role in (("tech", Role.TECHNICIAN), ("rad", Role.RADIOLOGIST)):
-        create_user(lab, root, name, name.title(), PASSWORD, {role})
+        create_user(lab, root, name, name.title(), PASSWORD, {role}, one_time=False)
         tokens[name] = {"Authorization": f"Bearer {create_api_token(lab, name)}"}
     app = create_app(settings, lab)
     client = app.test_client()

@@ -221,7 +221,7 @@ def _device(workdir: Path) -> tuple:
         ("rad", Role.RADIOLOGIST),
         ("manager", Role.LAB_MANAGER),
     ):
-        create_user(lab, root, name, f"{name.title()} Bench", PASSWORD, {role})
+        create_user(lab, root, name, f"{name.title()} Bench", PASSWORD, {role}, one_time=False)
         people[name] = authenticate(lab, name, PASSWORD)
     tech = people["tech"]
     with read_session(lab.engine) as s:
@@ -238,7 +238,7 @@ def _device(workdir: Path) -> tuple:
     case_id = cases.create_case(
         lab,
         tech,
-        patient_code="PX-BENCH",
+        patient_code="PX-B1",
         indication="Mandibular reconstruction",
         device_type="surgical_guide",
         needed_by=date.today() + timedelta(days=3),

@@ -18,6 +18,7 @@ from pocprint.config import Settings, load_settings
 from pocprint.domain.roles import Role, parse_roles
 from pocprint.gate_cli import add_gate_commands, run_gate_command
 from pocprint.mesh.cli import add_mesh_commands, run_mesh_command
+from pocprint.tokens_cli import add_token_commands, run_token_command
 
 log = logging.getLogger("pocprint")
 
@@ -47,6 +48,10 @@ def _prepare(settings: Settings):
             flush=True,
         )
         print("    with `pocprint users add`.\n", flush=True)
+    from pocprint.services.identifiers import seal_plain_accessions
+
+    if sealed := seal_plain_accessions(settings, lab.engine):
+        log.warning("encrypted %d accession number(s) stored in clear before 0009", sealed)
     counts = recover(lab)
     if any(counts.values()):
         log.warning("recovered after restart: %s", counts)
@@ -67,8 +72,23 @@ def serve(settings: Settings, host: str, port: int, demo: bool = False) -> None:
     worker.start()
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(f"pocprint is running: open http://{shown}:{port}/ in a browser", flush=True)
+    if host not in ("127.0.0.1", "::1", "localhost") and settings.trusted_proxies == 0:
+        log.warning(
+            "serving plain HTTP on %s: passwords and patient data cross the network unencrypted. "
+            "Put nginx with TLS in front (config/nginx/pocprint.conf) and serve on 127.0.0.1",
+            host,
+        )
     try:
-        waitress.serve(app, host=host, port=port, threads=8, _quiet=True)
+        # Behind a proxy, the X-Forwarded-* headers reach the app, whose ProxyFix believes the
+        # number of proxies configured; otherwise waitress drops them before anything reads them.
+        waitress.serve(
+            app,
+            host=host,
+            port=port,
+            threads=8,
+            _quiet=True,
+            clear_untrusted_proxy_headers=settings.trusted_proxies == 0,
+        )
     finally:
         worker.shutdown()
 
@@ -176,10 +196,13 @@ def _user_command(settings: Settings, args) -> int:
         cli_admin = Actor(None, "cli", "command line", frozenset({Role.ADMIN}))
         users.create_user(lab, cli_admin, args.username, args.name, password, roles)
         print(
-            f"user {args.username} created with roles {args.roles}; password (shown once): {password}"
+            f"user {args.username} created with roles {args.roles}; one-time password (shown "
+            f"once, to be replaced at the first sign-in): {password}"
         )
-    elif args.users_command == "token":
-        print(users.create_api_token(lab, args.username, args.label))
+    elif args.users_command == "token":  # kept for scripts; `pocprint tokens` does more
+        from pocprint.services import tokens
+
+        print(tokens.create_token(lab, tokens.CLI, args.username, args.label or "api")[1])
     return 0
 
 
@@ -211,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("username")
     add.add_argument("--name", required=True, help="full name, printed on signatures")
     add.add_argument("--roles", required=True, help="comma-separated: " + ", ".join(Role))
-    token = users_sub.add_parser("token", help="create an API token for a user")
+    token = users_sub.add_parser("token", help="create an API token (see `pocprint tokens`)")
     token.add_argument("username")
     token.add_argument("--label", default="")
     printers = sub.add_parser("printers", help="printer definitions")
@@ -222,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     materials_p.add_argument("materials_command", choices=["list"])
     add_mesh_commands(sub)
     add_gate_commands(sub)
+    add_token_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "mesh":  # offline tool: no database, data directory or secrets
         return run_mesh_command(args)
@@ -258,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return _audit_verify(settings)
     elif args.command == "materials":
         return _materials_list(settings)
+    elif args.command == "tokens":
+        return run_token_command(settings, args)
     elif args.command in ("catalog", "identifiers-key"):
         return run_gate_command(settings, args)
     return 0

@@ -12,7 +12,13 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pocprint.domain.patient_code import DEFAULT_HINT, DEFAULT_PATTERN
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Default pseudonymous code: a letter prefix, a dash, then letters and digits with at least one
+# digit (e.g. PX-0001, VASC-24A17): a name ("DoeJane", "Jane-Doe") cannot have that shape.
+PATIENT_CODE_PATTERN = DEFAULT_PATTERN
+PATIENT_CODE_HINT = DEFAULT_HINT
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,10 @@ class Settings:
     # The address people reach pocprint at (QR links on labels); None: the request's own.
     public_base_url: str | None = None
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Uploads up to this size are read completely inside the request, so a damaged or hostile
+    # file is refused at once (4xx) and never stored; larger ones get the quick structural
+    # check there and the full read in the worker (the part then fails with the reason).
+    upload_full_check_bytes: int = 20 * 1024 * 1024
     slicer_timeout_s: float = 900.0
     mesh_interval_s: float = 1.0
     slicing_interval_s: float = 1.0
@@ -48,7 +58,21 @@ class Settings:
     # Clinical gate: account lockout, patient-identifier key (Fernet), catalog and taxonomy.
     lockout_attempts: int = 5
     lockout_minutes: int = 15
+    # zxcvbn score (0-4) a new password must reach (domain/passwords.py).
+    min_password_score: int = 3
+    # API tokens: days a new token lasts unless told otherwise, and the most it may last.
+    token_days: int = 90
+    token_max_days: int = 365
+    # Reverse proxies in front of the service whose X-Forwarded-* headers are believed
+    # (0: none, the service is reached directly; 1: one nginx, as in config/nginx/).
+    trusted_proxies: int = 0
     identifiers_key: str | None = None
+    # The site's pseudonymous patient code (a regular expression the whole code must match),
+    # with the sentence shown when it does not; and the length range of the hospital's record
+    # numbers, so an all-digit code of that length (an MRN typed by mistake) is refused.
+    patient_code_pattern: str = PATIENT_CODE_PATTERN
+    patient_code_hint: str = PATIENT_CODE_HINT
+    record_number_digits: tuple[int, int] = (6, 12)
     catalog_dir: Path = REPO_ROOT / "config" / "appropriateness"
     anatomy_file: Path = REPO_ROOT / "config" / "anatomy.toml"
     # Hospital systems (issue 11): the raw [pacs], [directory], [notifications] and [fhir]
@@ -138,6 +162,28 @@ def _base_url(url: str | None) -> str | None:
     return url
 
 
+def _code_pattern(section: dict) -> tuple[str, str]:
+    """The site's patient code pattern; a pattern that does not compile stops the start."""
+    import re
+
+    pattern = section.get("patient_code_pattern") or PATIENT_CODE_PATTERN
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"[identifiers] patient_code_pattern does not compile: {exc}") from exc
+    hint = section.get("patient_code_hint") or (
+        PATIENT_CODE_HINT if pattern == PATIENT_CODE_PATTERN else f"matching {pattern}"
+    )
+    return pattern, hint
+
+
+def _digits_range(value) -> tuple[int, int]:
+    low, high = (int(v) for v in (value or (6, 12)))
+    if not 1 <= low <= high:
+        raise ValueError("[identifiers] record_number_digits must be [shortest, longest]")
+    return low, high
+
+
 def load_settings(config_file: Path | None = None, **overrides) -> Settings:
     env = os.environ
     config_file = config_file or Path(
@@ -173,6 +219,9 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
             * 1024
             * 1024
         ),
+        upload_full_check_bytes=int(
+            float(raw.get("uploads", {}).get("full_check_mb", 20)) * 1024 * 1024
+        ),
         slicer_timeout_s=float(raw.get("slicing", {}).get("timeout_s", 900)),
         mesh_interval_s=float(worker.get("mesh_interval_s", 1.0)),
         slicing_interval_s=float(worker.get("slicing_interval_s", 1.0)),
@@ -187,6 +236,12 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         session_timeout_minutes=int(raw.get("session", {}).get("timeout_minutes", 30)),
         lockout_attempts=int(raw.get("accounts", {}).get("lockout_attempts", 5)),
         lockout_minutes=int(raw.get("accounts", {}).get("lockout_minutes", 15)),
+        min_password_score=int(raw.get("accounts", {}).get("min_password_score", 3)),
+        token_days=int(raw.get("api", {}).get("token_days", 90)),
+        token_max_days=int(raw.get("api", {}).get("token_max_days", 365)),
+        trusted_proxies=int(
+            env.get("POCPRINT_TRUSTED_PROXIES", raw.get("proxy", {}).get("trusted_proxies", 0))
+        ),
         identifiers_key=_identifiers_key(raw.get("identifiers", {}), data_dir),
         pacs=raw.get("pacs", {}),
         directory=raw.get("directory", {}),
@@ -197,6 +252,10 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         outbox_retry_max_s=float(worker.get("outbox_retry_max_s", 1800.0)),
         outbox_max_attempts=int(worker.get("outbox_max_attempts", 10)),
         at_risk_interval_s=float(worker.get("at_risk_interval_s", 60.0)),
+        record_number_digits=_digits_range(raw.get("identifiers", {}).get("record_number_digits")),
+    )
+    values["patient_code_pattern"], values["patient_code_hint"] = _code_pattern(
+        raw.get("identifiers", {})
     )
     values.update(overrides)
     if values.get("combinations_file") is None:

@@ -232,6 +232,8 @@ def people(lab) -> dict[str, Actor]:
     root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
     out = {}
     for username, roles in ROLE_USERS.items():
-        create_user(lab, root, username, f"{username.title()} Tester", PASSWORD, roles)
+        create_user(
+            lab, root, username, f"{username.title()} Tester", PASSWORD, roles, one_time=False
+        )
         out[username] = authenticate(lab, username, PASSWORD)
     return out

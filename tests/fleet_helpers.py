@@ -73,7 +73,9 @@ def fleet_lab(tmp_path, database_url, printers_dir: Path, combinations=ROUTING, 
     root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
     people = {}
     for username, roles in ROLE_USERS.items():
-        create_user(lab, root, username, f"{username.title()} Tester", PASSWORD, roles)
+        create_user(
+            lab, root, username, f"{username.title()} Tester", PASSWORD, roles, one_time=False
+        )
         people[username] = authenticate(lab, username, PASSWORD)
     for name in lab.printers:
         load_material(lab, people["tech"], name)

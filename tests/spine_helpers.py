@@ -10,7 +10,8 @@ from pocprint.domain.roles import Role
 from pocprint.services.actors import Actor
 from pocprint.services.catalog import load_shipped
 from pocprint.services.lab import build_lab
-from pocprint.services.users import create_api_token, create_user
+from pocprint.services.tokens import create_api_token
+from pocprint.services.users import create_user
 
 from conftest import PASSWORD, ROLE_USERS, TEST_MESHES, USUAL_SCENARIO, order_json
 
@@ -25,7 +26,9 @@ def make_people(settings) -> dict[str, str]:
     root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
     tokens = {}
     for username, roles in ROLE_USERS.items():
-        create_user(lab, root, username, f"{username.title()} Tester", PASSWORD, roles)
+        create_user(
+            lab, root, username, f"{username.title()} Tester", PASSWORD, roles, one_time=False
+        )
         tokens[username] = create_api_token(lab, username, "tests")
     load_shipped(lab)  # the appropriateness catalog the reviews pick from
     lab.engine.dispose()

@@ -29,6 +29,7 @@ def some_history(lab, people, n: int = 3) -> list[AuditEvent]:
             s,
             people["rad"],
             PASSWORD,
+            settings=lab.settings,
             meaning="reviewed",
             entity="case",
             entity_id="C-test",

@@ -16,7 +16,7 @@ import requests
 from pocprint.domain.states import JobState
 from pocprint.services import dispatch
 from pocprint.services.slicing import slice_job
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.store.db import upgrade
 from pocprint.web import create_app
 
@@ -100,13 +100,21 @@ def test_board_tiles_urgent_override_and_manual_printing_over_http(manual_board,
     live = tech.get("/board/live").get_data(as_text=True)
     assert "Download G-code" in live and "Print started" in live
 
-    assert rad.get(f"/board/jobs/{job_id}/gcode").status_code == 403
-    download = tech.get(f"/board/jobs/{job_id}/gcode")
+    # The download is recorded, so it is a POST: a GET (prefetch, link preview) changes nothing.
+    assert tech.get(f"/board/jobs/{job_id}/gcode").status_code == 405
+    assert not [c for c in job(lab, job_id).controls or [] if c["action"] == "download"]
+    assert post_form(rad, f"/board/jobs/{job_id}/gcode").status_code == 403
+    download = post_form(tech, f"/board/jobs/{job_id}/gcode")
     assert download.status_code == 200
     assert f"filename={serial}.gcode" in download.headers["Content-Disposition"]
     assert hashlib.sha256(download.data).hexdigest() == job(lab, job_id).gcode_sha256
+    # Without the technician's confirmation that this file was started, nothing is recorded.
     post_form(tech, f"/board/jobs/{job_id}/manual-start")
-    assert job(lab, job_id).state == JobState.PRINTING
+    assert job(lab, job_id).state == JobState.DISPATCHING
+    post_form(tech, f"/board/jobs/{job_id}/manual-start", confirm_file="yes")
+    started = job(lab, job_id)
+    assert started.state == JobState.PRINTING and started.printer_sha1 is None
+    assert started.printer_report["verification"]["evidence"] == "technician_confirmed_download"
 
     post_form(tech, f"/board/jobs/{job_id}/pause", reason="nozzle check")
     assert printer_named(lab, "manual-1").state == "paused"
@@ -157,6 +165,21 @@ def test_board_updates_live_without_reloading(tmp_path):
         with playwright_api.sync_playwright() as p:
             browser = launch_chromium(p)
             page = browser.new_context(viewport=TABLET).new_page()
+            refreshes, csp_errors = [], []
+            page.on(
+                "request",
+                lambda r: (
+                    refreshes.append(r.headers.get("x-pocprint-background"))
+                    if r.url.endswith("/board/live")
+                    else None
+                ),
+            )
+            page.on(
+                "console",
+                lambda m: (
+                    csp_errors.append(m.text) if "Content Security Policy" in m.text else None
+                ),
+            )
             page.goto(f"{service.url}/login")
             page.fill("input[name=username]", "tech")
             page.fill("input[name=password]", PASSWORD)
@@ -185,6 +208,10 @@ def test_board_updates_live_without_reloading(tmp_path):
                 "the tile to update",
             )
             assert page.evaluate("window.__notReloaded") is True
+            # The browser marks every refresh as background (it never extends the session),
+            # and the page's CSP blocks nothing the board needs.
+            assert refreshes and set(refreshes) == {"1"}, refreshes
+            assert csp_errors == []
             browser.close()
     except BaseException:
         print(service.log_tail(60))

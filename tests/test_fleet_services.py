@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import select
 
 from pocprint.domain.states import JobState
+from pocprint.domain.verification import print_verification
 from pocprint.services import dispatch, jobs, manual_printing
 from pocprint.services.errors import Forbidden, Invalid, WrongState
 from pocprint.services.slicing import slice_job
@@ -205,14 +206,24 @@ def test_manual_printer_end_to_end(tmp_path, database_url, people_lab):
     assert not printer_named(lab, "manual-1").plate_clear
 
     with pytest.raises(WrongState, match="download the verified G-code first"):
-        manual_printing.confirm_start(lab, tech, job_id)
+        manual_printing.confirm_start(lab, tech, job_id, confirmed_file=True)
     with pytest.raises(Forbidden):
         manual_printing.gcode_for_download(lab, people["rad"], job_id)
     path, name = manual_printing.gcode_for_download(lab, tech, job_id)
     assert name == f"{waiting.serial}.gcode" and "PX-" not in name
     assert hashlib.sha256(path.read_bytes()).hexdigest() == waiting.gcode_sha256
-    manual_printing.confirm_start(lab, tech, job_id, "started from SD card")
-    assert job(lab, job_id).state == JobState.PRINTING
+    with pytest.raises(Invalid, match="confirm that the file you started"):
+        manual_printing.confirm_start(lab, tech, job_id, "started from SD card")
+    manual_printing.confirm_start(lab, tech, job_id, "started from SD card", confirmed_file=True)
+    started = job(lab, job_id)
+    assert started.state == JobState.PRINTING
+    # The record says what verified the print: the technician, not a printer's hash (the
+    # printer has none; pocprint's own SHA-1 is never recorded as the printer's).
+    assert started.printer_sha1 is None
+    proof = print_verification(started.printer_sha1, started.printer_report)
+    assert proof["evidence"] == "technician_confirmed_download"
+    assert proof["value"] == waiting.gcode_sha256 and proof["confirmed_by"] == "tech"
+    assert "printer itself reports nothing" in proof["label"]
     assert printer_named(lab, "manual-1").state == "printing"
 
     with pytest.raises(Invalid):

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from pocprint.services import cases as case_service
 from pocprint.services import review
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.store.db import read_session
 from pocprint.store.models import AppropriatenessReview, AuditEvent, Case, Signature
 from pocprint.web import create_app

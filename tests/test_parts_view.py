@@ -302,7 +302,7 @@ def test_repair_page_shows_the_figures_and_the_viewer(app, lab, people, tmp_path
     removed = f"{fidelity['removed']['largest_diameter_mm']:,.1f} mm"
     assert invented in html and removed in html
     assert "meshing_close_holes" in html and "pymeshlab" in html
-    assert 'id="viewer"' in html and '<script type="importmap">' in html
+    assert 'id="viewer"' in html and '<script type="importmap" nonce="' in html
     assert '"three": "/static/vendor/three/three.module.min.js"' in html
     assert "PX-0042" not in html  # no patient code on a page about geometry
 

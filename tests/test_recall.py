@@ -104,7 +104,7 @@ def test_devices_on_a_printer_between_dates(lab, history):
 
 def test_devices_an_operator_touched(lab, people, history):
     root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
-    create_user(lab, root, "tech2", "Second Tech", PASSWORD, {Role.TECHNICIAN})
+    create_user(lab, root, "tech2", "Second Tech", PASSWORD, {Role.TECHNICIAN}, one_time=False)
     tech2 = authenticate(lab, "tech2", PASSWORD)
     with read_session(lab.engine) as s:
         job_id = s.exec(select(BuildJob.id).where(BuildJob.serial == history["second"])).one()

@@ -13,7 +13,7 @@ import zxingcpp
 from sqlmodel import select
 from test_web import csrf_of, login
 
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob, MaterialLot, PostProcessStep, Printer, Signature
 from pocprint.web import create_app

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlmodel import select
 
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.store.db import read_session
 from pocprint.store.models import Case, Part
 from pocprint.web import create_app
@@ -200,7 +200,25 @@ def test_admin_adds_a_user_who_can_then_sign_in(app, lab):
     html = response.get_data(as_text=True)
     password = re.search(r'<code class="password">([^<]+)</code>', html).group(1)
     other = app.test_client()
-    assert login(other, "nurse", password).status_code == 302
+    signed_in = login(other, "nurse", password)
+    # The password an admin handed over is one-time: nothing but choosing one's own first.
+    assert signed_in.status_code == 302 and signed_in.location.endswith("/account/password")
+    refused = other.get("/cases/new")
+    assert refused.status_code == 302 and refused.location.endswith("/account/password")
+    api = other.get("/api/v1/cases")
+    assert api.status_code == 403 and api.json["code"] == "password_change_required"
+    form = other.get("/account/password").get_data(as_text=True)
+    assert "one-time password" in form
+    changed = other.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_of(form),
+            "current": password,
+            "new": "quiet harbour lanterns glow",
+            "repeat": "quiet harbour lanterns glow",
+        },
+    )
+    assert changed.status_code == 303 and changed.location.endswith("/")
     assert other.get("/cases/new").status_code == 200
     tech = app.test_client()
     login(tech, "tech")

@@ -32,7 +32,9 @@ def lab_manager(lab, people) -> Actor:
     if "manager" in people:
         return people["manager"]
     root = Actor(None, "test-setup", "test setup", frozenset({Role.ADMIN}))
-    create_user(lab, root, "manager", "Manager Tester", PASSWORD, {Role.LAB_MANAGER})
+    create_user(
+        lab, root, "manager", "Manager Tester", PASSWORD, {Role.LAB_MANAGER}, one_time=False
+    )
     return authenticate(lab, "manager", PASSWORD)
 
 

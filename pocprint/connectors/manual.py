@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pocprint.connectors.base import ConnectorError, PrinterState, PrinterStatus, RemoteFile
+from pocprint.domain.verification import Evidence
 
 MANUAL_DETAIL = "Manual printer"
 
@@ -23,6 +24,8 @@ class ManualConnector:
     """PrinterConnector for a printer driven by hand; its state is what technicians record."""
 
     manual = True
+    #: no hash from the printer: the technician confirms the hash-checked download was printed
+    evidence = Evidence.TECHNICIAN_CONFIRMED_DOWNLOAD
 
     def status(self) -> PrinterStatus:
         return PrinterStatus(state=PrinterState.IDLE, detail=MANUAL_DETAIL)

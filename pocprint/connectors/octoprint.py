@@ -27,6 +27,7 @@ from pocprint.connectors.base import (
     RemoteFile,
     check_remote_name,
 )
+from pocprint.domain.verification import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,9 @@ def _session_reading_environment_once(base_url: str) -> requests.Session:
 
 class OctoPrintConnector:
     """PrinterConnector for one OctoPrint instance (``X-Api-Key`` authentication)."""
+
+    #: what proves the printer holds the approved file: OctoPrint's SHA-1 of it
+    evidence = Evidence.PRINTER_SHA1
 
     #: how long upload() waits for OctoPrint to compute the file's SHA-1
     hash_wait_s: float = 3.0

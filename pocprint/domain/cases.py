@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from enum import StrEnum
+
+from pocprint.domain.patient_code import CodeRules, patient_code_problems
 
 
 class DeviceType(StrEnum):
@@ -18,23 +19,19 @@ class DeviceType(StrEnum):
         ]
 
 
-# A pseudonymous code: letters, digits and dashes, no spaces (so no "Jane Doe").
-PATIENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,31}$")
-
-
 def case_field_problems(
-    patient_code: str, indication: str, device_type: str, needed_by: date | None, today: date
+    patient_code: str,
+    indication: str,
+    device_type: str,
+    needed_by: date | None,
+    today: date,
+    code_rules: CodeRules = CodeRules(),
+    identifiers: dict | None = None,
 ) -> list[tuple[str, str]]:
     """(field, message) for each problem, so a form can show each beside its field."""
-    problems = []
-    if not PATIENT_CODE.match(patient_code or ""):
-        problems.append(
-            (
-                "patient_code",
-                "patient code must be the pseudonymous code (3-32 letters, digits or dashes; "
-                "never a name or record number with spaces)",
-            )
-        )
+    problems = [
+        ("patient_code", m) for m in patient_code_problems(patient_code, code_rules, identifiers)
+    ]
     if not (indication or "").strip():
         problems.append(("indication", "indication is required"))
     elif len(indication) > 2000:
@@ -92,17 +89,24 @@ SLICE_WARNING_MM = 2.0  # thicker CT slices lose the detail a model needs (DOMAI
 
 
 def order_field_problems(
-    order: dict, today: date, materials: tuple[str, ...] | None = None
+    order: dict,
+    today: date,
+    materials: tuple[str, ...] | None = None,
+    code_rules: CodeRules = CodeRules(),
+    identifiers: dict | None = None,
 ) -> list[tuple[str, str]]:
     """Every problem of an order as (field, message), all at once. Not the anatomy taxonomy
     and ICD-10 format, which have their own modules. `materials`: the materials the lab has
-    validated for the order's device type (None: not checked)."""
+    validated for the order's device type (None: not checked); `identifiers`: the patient's
+    (decrypted) name and record number, which the patient code must not contain."""
     problems = case_field_problems(
         order.get("patient_code", ""),
         order.get("indication", ""),
         order.get("device_type", ""),
         order.get("needed_by"),
         today,
+        code_rules,
+        identifiers,
     )
     if not (order.get("ordering_clinician") or "").strip():
         problems.append(("ordering_clinician", "ordering clinician is required"))

@@ -613,7 +613,33 @@ def _ply_header(path: Path, size: int) -> tuple[str, list[_PlyElement]]:
     return fmt, elements
 
 
+def _check_ascii_ply_lists(path: Path, elements: list[_PlyElement]) -> None:
+    """In an ASCII PLY each list states its own length: a line whose count does not match the
+    numbers that follow (a face "255 0 1 2") is damage the PLY reader would read past."""
+    data = path.read_bytes()
+    body = data[re.search(rb"end_header\r?\n", data).end() :].splitlines()
+    row = 0
+    for element in elements:
+        lines = body[row : row + element.count]
+        row += element.count
+        if len(element.lists) != 1 or element.props:  # the count must be the first word
+            continue
+        fixed = 0
+        for n, line in enumerate(lines, start=1):
+            words = line.split()
+            if not words or not words[0].isdigit() or int(words[0]) + 1 + fixed != len(words):
+                raise MeshError(
+                    "not_a_mesh",
+                    f"PLY {element.name} {n} declares a list of "
+                    f"{_printable(words[0].decode('ascii', 'replace') if words else '', 12)} "
+                    f"values but holds {max(len(words) - 1 - fixed, 0)}: the file is damaged.",
+                )
+
+
 def _parse_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fmt, elements = _ply_header(path, path.stat().st_size)
+    if fmt == "ascii":
+        _check_ascii_ply_lists(path, elements)
     try:
         with open(path, "rb") as fh:
             loaded = trimesh.exchange.ply.load_ply(fh, skip_materials=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session, or_, select
 
+from pocprint.domain.verification import print_verification
 from pocprint.services.audit import plain
 from pocprint.services.maintenance import calibration_status
 from pocprint.services.materials import current_lot, lot_facts
@@ -36,7 +37,7 @@ from pocprint.store.models import (
 
 SCHEMA = "pocprint.device-record/2"
 # Case columns that never leave the case record (encrypted identity) or mean nothing outside.
-ORDER_EXCLUDED = frozenset({"id", "patient_identifiers", "created_by"})
+ORDER_EXCLUDED = frozenset({"id", "patient_identifiers", "created_by", "accession_hmac"})
 # The order section lists these first, in this order; any other Case column follows.
 ORDER_FIRST = (
     "code",
@@ -149,6 +150,9 @@ def _order(c: _Context) -> dict:
     fields = c.case.model_dump()
     keys = [k for k in ORDER_FIRST if k in fields] + sorted(set(fields) - set(ORDER_FIRST))
     out = {k: fields[k] for k in keys if k not in ORDER_EXCLUDED}
+    # The accession number leads to the patient in the RIS: the record says only that there
+    # is one (kept encrypted with the identifiers, shown on request to those allowed).
+    out["accession_number"] = "stored encrypted" if c.case.accession_hmac else None
     out["created_by"] = c.who(c.case.created_by)
     return out
 
@@ -286,6 +290,7 @@ def _print(c: _Context) -> dict:
     return {
         "remote_file": job.remote_name,
         "printer_sha1": job.printer_sha1,
+        "verification": print_verification(job.printer_sha1, job.printer_report),
         "plate_clear_confirmed_by": c.who(job.dispatched_by_plate_clear),
         "dispatched_at": job.dispatched_at,
         "started_at": job.started_at,

@@ -14,6 +14,8 @@ class Actor:
     username: str
     full_name: str
     roles: frozenset[Role]
+    # Signed in with a one-time password: nothing but the password change until it is replaced.
+    must_change_password: bool = False
 
     def require(self, permission: Permission) -> None:
         if not may(self.roles, permission):

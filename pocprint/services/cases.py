@@ -20,7 +20,7 @@ from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PartState, Verdict
 from pocprint.faults import kill_point
 from pocprint.mesh.errors import MeshError
-from pocprint.mesh.read import check_upload, detect_format
+from pocprint.mesh.read import check_upload, detect_format, load_parts
 from pocprint.services import audit, gate, notifications, signatures
 from pocprint.services import identifiers as identifier_service
 from pocprint.services.actors import Actor
@@ -81,15 +81,29 @@ def _normalised(order: dict) -> dict:
     return values
 
 
-def order_problems_by_field(lab: Lab, order: dict) -> dict[str, list[str]]:
+def order_problems_by_field(
+    lab: Lab, order: dict, identifiers: dict | None = None
+) -> dict[str, list[str]]:
     """Every problem of an order, by field; nothing is read or written (a form uses it to
-    show all problems at once, next to their fields)."""
+    show all problems at once, next to their fields). `identifiers`: the patient's name and
+    record number (given with the order, or decrypted from the case), which the patient
+    code must not contain."""
     values = _normalised(order)
     # A lab with no validated combination at all cannot print anything; slicing says so.
     materials = (
         materials_for(lab.combinations, values["device_type"] or "") if lab.combinations else None
     )
-    problems = order_field_problems(values, utcnow().date(), materials)
+    problems = order_field_problems(
+        values, utcnow().date(), materials, identifier_service.code_rules(lab.settings), identifiers
+    )
+    if values["accession_number"] and not lab.settings.identifiers_key:
+        problems.append(
+            (
+                "accession_number",
+                "this site keeps no patient identifiers (no identifiers key), and the "
+                "accession number leads to the patient in the RIS: leave it out",
+            )
+        )
     problems += [
         ("anatomy", p)
         for p in anatomy_problems(values["anatomy"], taxonomy(lab.settings.anatomy_file))
@@ -102,16 +116,17 @@ def order_problems_by_field(lab: Lab, order: dict) -> dict[str, list[str]]:
     return out
 
 
-def _clean_order(lab: Lab, order: dict) -> dict:
+def _clean_order(lab: Lab, order: dict, identifiers: dict | None = None) -> dict:
     """Validate a whole order; all problems are reported at once, nothing is written."""
     unknown = set(order) - set(ORDER_FIELDS)
     if unknown:
         raise Invalid(f"unknown order fields: {', '.join(sorted(unknown))}")
-    problems = order_problems_by_field(lab, order)
+    problems = order_problems_by_field(lab, order, identifiers)
     if problems:
         raise Invalid("; ".join(m for ms in problems.values() for m in ms), fields=problems)
     values = _normalised(order)
     values["icd10_code"] = normalise_icd10(values["icd10_code"])
+    values["accession_number"] = identifier_service.normalised_accession(values["accession_number"])
     values["patient_code"] = values["patient_code"].strip()
     values["indication"] = values["indication"].strip()
     material = values["material"]
@@ -150,16 +165,17 @@ def create_case(
 ) -> int:
     """Open an order. Fields: ORDER_FIELDS (see domain/cases.py for what is required).
 
-    `patient_identifiers` ({name, record_number, birth_date}) are optional and only accepted
-    where the site configured an identifiers key; they are stored encrypted, never logged.
-    `imaging` is the study as the PACS described it (domain/imaging.py); `order_reference`
-    the hospital's own order id: the same hospital order never opens two cases.
+    `patient_identifiers` ({name, record_number, birth_date}) and the accession number are
+    optional and only accepted where the site configured an identifiers key; they are stored
+    encrypted, never logged, and the patient code may not contain them. `imaging` is the
+    study as the PACS described it (domain/imaging.py); `order_reference` the hospital's own
+    order id: the same hospital order never opens two cases.
     """
     actor.require(Permission.CREATE_CASE)
-    values = _clean_order(lab, order)
     study = _clean_imaging(imaging)
     identifiers = identifier_service.clean(patient_identifiers)
-    token = identifier_service.encrypt(lab.settings, identifiers) if identifiers else None
+    values = _clean_order(lab, order, identifiers)
+    accession = values.pop("accession_number")
     with unit_of_work(lab.engine) as session:
         if order_reference:
             existing = session.exec(
@@ -176,7 +192,7 @@ def create_case(
             **values,
             **study,
         )
-        case.patient_identifiers = token
+        identifier_service.seal(lab.settings, case, identifiers or {}, accession)
         session.add(case)
         session.flush()
         case.code = f"C{case.created_at:%Y}-{case.id:05d}"
@@ -187,10 +203,11 @@ def create_case(
             "case",
             case.code,
             after={
-                **values,
+                **identifier_service.audit_view({**values, "accession_number": accession}),
                 **study,
-                "order_reference": order_reference,
-                "patient_identifiers": "stored encrypted" if token else None,
+                # The hospital's order id links back to its records: kept in the case only.
+                "hospital_order": "received" if order_reference else None,
+                "patient_identifiers": "stored encrypted" if identifiers else None,
             },
         )
         notifications.case_awaits_review(session, case, "a new order")
@@ -207,14 +224,21 @@ def update_case(lab: Lab, actor: Actor, case_id: int, **changes) -> list[str]:
             raise NotFound(f"no case {case_id}")
         if case.review_status == "rejected":
             raise WrongState(f"case {case.code} was rejected at review; it cannot be changed")
+        stored = identifier_service.read_stored(lab.settings, case.patient_identifiers)
         before = {k: getattr(case, k) for k in ORDER_FIELDS}
-        values = _clean_order(lab, {**before, **changes})
+        before["accession_number"] = (
+            stored.get(identifier_service.ACCESSION) or case.accession_number
+        )
+        values = _clean_order(lab, {**before, **changes}, stored)
         changed = [k for k in ORDER_FIELDS if values[k] != before[k]]
         if not changed:
             return []
         reviewed_before = gate.order_content(case)
         for key in changed:
-            setattr(case, key, values[key])
+            if key != "accession_number":
+                setattr(case, key, values[key])
+        if "accession_number" in changed or case.accession_number:
+            identifier_service.seal(lab.settings, case, stored, values["accession_number"])
         status_before = case.review_status
         if case.review_status == "info_requested" or (
             case.review_status == "approved" and gate.order_content(case) != reviewed_before
@@ -226,8 +250,14 @@ def update_case(lab: Lab, actor: Actor, case_id: int, **changes) -> list[str]:
             "case.updated",
             "case",
             case.code,
-            before={**{k: before[k] for k in changed}, "review_status": status_before},
-            after={**{k: values[k] for k in changed}, "review_status": case.review_status},
+            before={
+                **identifier_service.audit_view({k: before[k] for k in changed}),
+                "review_status": status_before,
+            },
+            after={
+                **identifier_service.audit_view({k: values[k] for k in changed}),
+                "review_status": case.review_status,
+            },
         )
         if case.review_status == "awaiting_review" and status_before != "awaiting_review":
             notifications.case_awaits_review(session, case, "the order changed since the review")
@@ -261,12 +291,16 @@ def upload_part(
     """Validate the uploaded file, store it once by SHA-256 and queue it for analysis.
 
     Only the extension of the client's file name is used: names often carry patient identity.
-    A file that fails validation leaves nothing behind: no blob, no row.
+    A file that fails validation leaves nothing behind: no blob, no row. Files up to
+    `upload_full_check_bytes` are read completely here (bounded by that size), so a damaged
+    or hostile one is refused at once.
     """
     actor.require(Permission.UPLOAD_MESH)
     try:
         fmt = detect_format(filename or "")
         check_upload(upload_path, fmt, lab.settings.max_upload_bytes)
+        if upload_path.stat().st_size <= lab.settings.upload_full_check_bytes:
+            load_parts(upload_path, fmt)
     except MeshError as exc:
         raise BadMesh(str(exc), exc.code) from exc
     with unit_of_work(lab.engine) as session:
@@ -365,6 +399,7 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
             session,
             actor,
             password,
+            settings=lab.settings,
             meaning=APPROVED_DESIGN,
             entity="part",
             entity_id=part.id,

@@ -59,7 +59,14 @@ def order_content(case: Case) -> dict:
         "device_type": case.device_type,
         "regulatory_route": case.regulatory_route,
         "imaging": {
-            "accession_number": case.accession_number,
+            # The keyed hash, never the number (the key keeps its name so a signature over an
+            # order without an accession number keeps its hash); a plain value only in a case
+            # from before 0009 that start-up could not seal (no identifiers key).
+            "accession_number": (
+                f"hmac-sha256:{case.accession_hmac}"
+                if case.accession_hmac
+                else case.accession_number
+            ),
             "modality": case.modality,
             "slice_thickness_mm": case.slice_thickness_mm,
         },

@@ -1,8 +1,10 @@
 """Printers without a network API (connector "manual").
 
 Dispatch reserves the printer and the job as for any printer (plate clear consumed, slice
-chosen); then the technician downloads the verified G-code, starts the print at the machine
-and confirms the start and the end on the tablet. Each step is recorded with who and when.
+chosen); then the technician downloads the G-code (its SHA-256 checked as it is handed out),
+starts it at the machine and confirms on the tablet that the file started is that download,
+then the end. Each step is recorded with who and when. The record never calls this a
+printer's verification: its evidence is the technician's confirmation (domain/verification).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from pocprint.connectors.manual import MANUAL_DETAIL
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PrinterState
+from pocprint.domain.verification import Evidence
 from pocprint.services import audit
 from pocprint.services.actors import Actor
 from pocprint.services.errors import Invalid, NotFound, PrinterProblem, WrongState
@@ -45,7 +48,9 @@ def gcode_for_download(lab: Lab, actor: Actor, job_id: int) -> tuple[Path, str]:
                 f"the stored G-code of job {job.serial} no longer matches its approved SHA-256; "
                 "do not print it"
             )
-        add_control(job, control_entry(actor, "download", None))
+        entry = control_entry(actor, "download", None)
+        entry["gcode_sha256_checked"] = job.gcode_sha256
+        add_control(job, entry)
         audit.record(
             session,
             actor,
@@ -57,13 +62,31 @@ def gcode_for_download(lab: Lab, actor: Actor, job_id: int) -> tuple[Path, str]:
         return lab.blobs.path(job.gcode_sha256), job.remote_name or f"{job.serial}.gcode"
 
 
-def confirm_start(lab: Lab, actor: Actor, job_id: int, note: str = "") -> None:
-    """The technician started the downloaded file at the printer."""
+def confirm_start(
+    lab: Lab, actor: Actor, job_id: int, note: str = "", *, confirmed_file: bool = False
+) -> None:
+    """The technician started the downloaded file at the printer and confirms it was that
+    file (`confirmed_file`): the build's verification evidence."""
     actor.require(Permission.OPERATE_PRINTERS)
+    if confirmed_file is not True:
+        raise Invalid(
+            "confirm that the file you started at the printer is the G-code downloaded from "
+            "pocprint for this job"
+        )
     with unit_of_work(lab.engine) as session:
         job, printer = _manual_job(lab, session, job_id, JobState.DISPATCHING)
-        if not any(c.get("action") == "download" for c in job.controls or []):
+        downloads = [c for c in job.controls or [] if c.get("action") == "download"]
+        if not downloads:
             raise WrongState("download the verified G-code first, then start it at the printer")
+        now = utcnow()
+        verification = {
+            "evidence": Evidence.TECHNICIAN_CONFIRMED_DOWNLOAD.value,
+            "gcode_sha256": job.gcode_sha256,
+            "downloaded_by": downloads[-1].get("by"),
+            "downloaded_at": downloads[-1].get("at"),
+            "confirmed_by": actor.username,
+            "confirmed_at": now.isoformat(),
+        }
         move(
             session,
             job,
@@ -71,11 +94,11 @@ def confirm_start(lab: Lab, actor: Actor, job_id: int, note: str = "") -> None:
             actor=actor,
             action="job.started",
             expected=JobState.DISPATCHING,
-            after={"printer": printer.name, "manual": True},
+            after={"printer": printer.name, "manual": True, "verification": verification},
             reason=note.strip() or None,
-            started_at=utcnow(),
-            printer_sha1=job.gcode_sha1,
-            printer_report={"manual": {"started_by": actor.username}},
+            started_at=now,
+            printer_sha1=None,  # the printer reported no hash; pocprint's own is not one
+            printer_report={"verification": verification},
             controls=[*(job.controls or []), control_entry(actor, "start", note.strip() or None)],
         )
         move(

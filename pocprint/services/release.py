@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from pocprint.domain.roles import Permission, may
+from pocprint.domain.verification import print_verification
 from pocprint.faults import kill_point
 from pocprint.services import audit, pacs, signatures
 from pocprint.services.actors import Actor
@@ -45,7 +46,7 @@ def release_content(session: Session, job: BuildJob) -> dict:
         .where(QaMeasurement.build_job_id == job.id)
         .order_by(QaMeasurement.id)
     ).all()
-    return {
+    content = {
         "serial": job.serial,
         "case": case.code,
         "device_type": case.device_type,
@@ -55,6 +56,12 @@ def release_content(session: Session, job: BuildJob) -> dict:
         "steps": [[i, s] for i, s in steps],
         "measurements": [[i, f, bool(p)] for i, f, p in measurements],
     }
+    verification = print_verification(job.printer_sha1, job.printer_report)
+    if job.printer_sha1 is None and verification:
+        # Builds without a printer hash sign what did verify them (added only then, so
+        # releases signed before keep their hash).
+        content["print_verified_by"] = [verification["evidence"], verification["value"]]
+    return content
 
 
 def release_status(session: Session, job: BuildJob) -> signatures.SignatureStatus:
@@ -80,7 +87,7 @@ def release_device(lab: Lab, actor: Actor, job_id: int, password: str, comment: 
     with unit_of_work(lab.engine) as session:
         job = _job(session, job_id)
         require_workable(session, job)
-        if job.gcode_sha256 is None or job.printer_sha1 is None:
+        if job.gcode_sha256 is None or not print_verification(job.printer_sha1, job.printer_report):
             raise WrongState(f"build {job.serial} has no verified print")
         states = checklist_status(session, job)
         open_ = [f"{s.step.title} ({s.state}{': ' + s.detail if s.detail else ''})" for s in states]
@@ -93,6 +100,7 @@ def release_device(lab: Lab, actor: Actor, job_id: int, password: str, comment: 
             session,
             actor,
             password,
+            settings=lab.settings,
             meaning=RELEASED,
             entity=DEVICE,
             entity_id=job.serial,

@@ -102,6 +102,7 @@ def review_case(
                 session,
                 actor,
                 password,
+                settings=lab.settings,
                 meaning=gate.REVIEWED_APPROPRIATENESS,
                 entity="case",
                 entity_id=case.id,
@@ -181,6 +182,7 @@ def sign_segmentation(
             session,
             actor,
             password,
+            settings=lab.settings,
             meaning=gate.APPROVED_SEGMENTATION,
             entity="part",
             entity_id=part.id,
@@ -205,7 +207,9 @@ def withdraw_signoff(lab: Lab, actor: Actor, signature_id: int, password: str, r
         if original is None or original.meaning not in WITHDRAW_PERMISSION:
             raise NotFound(f"no gate signature {signature_id}")
         actor.require(WITHDRAW_PERMISSION[original.meaning])
-        withdrawal = signatures.withdraw(session, actor, password, signature_id, reason)
+        withdrawal = signatures.withdraw(
+            session, lab.settings, actor, password, signature_id, reason
+        )
         if original.meaning == gate.REVIEWED_APPROPRIATENESS:
             case = session.get(Case, int(original.entity_id))
             if case.review_status == "approved":

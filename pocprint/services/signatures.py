@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from pocprint.config import Settings
 from pocprint.faults import kill_point
 from pocprint.services import audit
 from pocprint.services.actors import Actor
@@ -37,14 +38,16 @@ def sign(
     actor: Actor,
     password: str,
     *,
+    settings: Settings,
     meaning: str,
     entity: str,
     entity_id: Any,
     content: dict[str, Any],
     comment: str = "",
 ) -> Signature:
-    """Re-authenticate the signer and record the signature and its audit event."""
-    signer = reauthenticate(session, actor, password)
+    """Re-authenticate the signer and record the signature and its audit event. A wrong
+    password abandons the use case and counts toward the lockout (users.reauthenticate)."""
+    signer = reauthenticate(session, settings, actor, password, f"the signature ({meaning})")
     signature = Signature(
         user_id=signer.id,
         signer_name=signer.full_name,
@@ -71,7 +74,12 @@ def sign(
 
 
 def withdraw(
-    session: Session, actor: Actor, password: str, signature_id: int, reason: str
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    password: str,
+    signature_id: int,
+    reason: str,
 ) -> Signature:
     """Withdraw a signature with a new, signed record; the original stays as it was."""
     if not (reason or "").strip():
@@ -83,7 +91,7 @@ def withdraw(
         raise Invalid("a withdrawal cannot itself be withdrawn")
     if _withdrawal_of(session, original.id) is not None:
         raise Invalid("that signature is already withdrawn")
-    signer = reauthenticate(session, actor, password)
+    signer = reauthenticate(session, settings, actor, password, "the withdrawal")
     withdrawal = Signature(
         user_id=signer.id,
         signer_name=signer.full_name,

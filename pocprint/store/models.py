@@ -30,16 +30,42 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = None
     password_changed_at: datetime | None = None
+    # A password someone else chose (first admin, new account, reset) is one-time: the user
+    # must replace it before doing anything else.
+    must_change_password: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false()}
+    )
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins for user names that have no account, counted like an account's, so
+    the answer (and the lock message) never tells which accounts exist. Keyed by the SHA-256
+    of the name typed, so nothing an attacker types is stored; stale rows are pruned."""
+
+    __tablename__ = "sign_in_throttle"
+    name_sha256: str = Field(primary_key=True, max_length=64)
+    failed: int = 0
+    locked_until: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API: named, expiring, revocable; stored as its SHA-256.
+    It acts with its user's roles at the time of each request."""
+
     __tablename__ = "api_token"
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", index=True)
     token_sha256: str = Field(unique=True, max_length=64)
-    label: str = Field(default="", max_length=100)
+    label: str = Field(default="", max_length=100)  # the token's name, e.g. "PACS bridge"
     created_at: datetime = Field(default_factory=utcnow)
+    created_by: int | None = Field(default=None, foreign_key="user_account.id")
+    # None never happens after 0009 (which gave older tokens 90 days); treated as expired.
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    revoked_by: int | None = Field(default=None, foreign_key="user_account.id")
+    revoke_reason: str | None = Field(default=None, max_length=500)
 
 
 class Case(SQLModel, table=True):
@@ -60,7 +86,12 @@ class Case(SQLModel, table=True):
     diagnostic_use: bool = False
     anatomy: list | None = _json()  # [{region, subregion, structure, laterality, comment}]
     procedure_date: date | None = None
+    # Legacy plain text (before 0009): the accession number now lives encrypted with the
+    # patient identifiers; the start-up seals any plain one left (services/identifiers.py).
     accession_number: str | None = Field(default=None, max_length=64)
+    # Keyed hash (HMAC-SHA256, key derived from the identifiers key) of the accession number:
+    # what the review signature binds, so a changed number voids it without storing it.
+    accession_hmac: str | None = Field(default=None, max_length=64)
     modality: str | None = Field(default=None, max_length=8)
     slice_thickness_mm: float | None = None
     segmentation_software: str = Field(default="", max_length=100)

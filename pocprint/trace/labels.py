@@ -27,6 +27,7 @@ import zxingcpp
 from fpdf import FPDF
 from PIL import Image
 
+from pocprint.domain.anatomy import describe
 from pocprint.trace.pdf import FONT_DIR
 from pocprint.trace.site import Site
 
@@ -137,15 +138,11 @@ def label_data(record: dict, url: str, site: Site) -> LabelData:
         release_text = f"Released {str(release.get('signed_at'))[:10]} by {release.get('signer')}"
     else:
         release_text = "NOT RELEASED - do not use"
-    description = device["device_type"].replace("_", " ").capitalize() + f": {device['part']}"
-    anatomy = order.get("anatomy") or []
-    if anatomy:
-        first = anatomy[0]
-        bits = [first.get("region"), first.get("subregion"), first.get("structure")]
-        side = first.get("laterality")
-        description += " - " + " / ".join(b for b in bits if b)
-        if side and side != "not_applicable":
-            description += f" ({side})"
+    # The coded anatomy of the order (registry taxonomy), never the part's free-text label,
+    # which is typed by hand and may carry anything, a name included.
+    description = device["device_type"].replace("_", " ").capitalize()
+    coded = [describe(a) for a in (order.get("anatomy") or [])[:2]]
+    description += ": " + ("; ".join(c for c in coded if c) or "anatomy not coded")
     return LabelData(
         serial=device["serial"],
         description=description,

@@ -239,19 +239,27 @@ def dhr_pdf(record: dict, site: Site, zone: str = "UTC") -> bytes:
     )
 
     files = record["files"]
+    verification = record["print"].get("verification") or {}
     doc.heading("Files")
     doc.facts(
         [
             (f"Source ({files['source']['format']})", files["source"]["sha256"]),
             ("Repaired mesh", files["repaired_mesh"]["sha256"]),
             ("G-code SHA-256", files["gcode"]["sha256"]),
-            ("G-code SHA-1 (printer)", record["print"]["printer_sha1"]),
+            ("Print verified by", verification.get("label") or "nothing: not verified"),
+            (
+                "Printer's own SHA-1"
+                if verification.get("evidence") == "printer_sha1"
+                else "Hash checked",
+                verification.get("value") or "-",
+            ),
         ],
         mono_keys=(
             f"Source ({files['source']['format']})",
             "Repaired mesh",
             "G-code SHA-256",
-            "G-code SHA-1 (printer)",
+            "Printer's own SHA-1",
+            "Hash checked",
         ),
     )
 

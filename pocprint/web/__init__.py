@@ -5,20 +5,29 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
+from flask import Flask, redirect, url_for
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import exc as sa_exc
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.routing import IntegerConverter
 
 from pocprint.config import REPO_ROOT, Settings, load_settings
-from pocprint.services.errors import ServiceError
+from pocprint.domain.roles import Permission
 from pocprint.services.lab import Lab, build_lab
 from pocprint.services.users import load_actor
-from pocprint.store.blobs import StoreFull
 from pocprint.web.auth import WebUser
 
 csrf = CSRFProtect()
 log = logging.getLogger(__name__)
+ROW_ID_MAX = 2**31 - 1  # PostgreSQL INTEGER
+
+
+class RowId(IntegerConverter):
+    """`<int:...>` in every route: a row id from 1 to 2^31-1. A larger number matches no
+    route (404) instead of overflowing the database's integer (found by Schemathesis); the
+    bounds appear in the OpenAPI document."""
+
+    def __init__(self, url_map, fixed_digits=0, min=1, max=ROW_ID_MAX, signed=False):  # noqa: A002
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flask:
@@ -29,10 +38,12 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         template_folder=str(REPO_ROOT / "templates"),
         static_folder=str(REPO_ROOT / "static"),
     )
+    app.url_map.converters["int"] = RowId
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 1024 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
+        # Lax, not Strict: a QR code scanned on a label opens the device record signed in.
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_timeout_minutes),
         WTF_CSRF_TIME_LIMIT=None,
@@ -63,10 +74,12 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         board,
         cases,
         devices,
+        errors,
         fhir,  # noqa: F401  (FHIR routes on the API blueprint, issue 11)
         filters,
         parts,
         review,
+        security,
     )
 
     app.register_blueprint(auth.bp)
@@ -89,10 +102,12 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(postprocessing.bp)
     app.register_blueprint(auditor.bp)
     api.init_api(app, csrf)
-    _register_errors(app)
+    errors.register(app)
     filters.register(app)
+    security.install(app, settings.trusted_proxies)
 
     @app.route("/")
+    @auth.requires(Permission.VIEW)
     def index():
         from flask_login import current_user
 
@@ -104,75 +119,4 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
             return redirect(url_for("admin.users"))
         return redirect(url_for("board.index"))
 
-    @app.after_request
-    def _headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
-
     return app
-
-
-def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
-
-
-def _unavailable(title: str, message: str, status: int):
-    page = render_template("errors/unavailable.html", title=title, message=message)
-    return page, status, {"Retry-After": "10"}
-
-
-def _register_errors(app: Flask) -> None:
-    @app.errorhandler(ServiceError)
-    def _service_error(exc: ServiceError):
-        if _wants_json():
-            body = {"error": type(exc).__name__, "message": str(exc)}
-            if getattr(exc, "code", None):
-                body["code"] = exc.code
-            return jsonify(body), exc.http_status
-        flash(str(exc), "error")
-        return redirect(request.referrer or url_for("board.index")), 303
-
-    @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError):
-        message = "The form expired or did not come from this site; reload the page and try again."
-        if _wants_json():
-            return jsonify({"error": "CSRFError", "message": message}), 400
-        flash(message, "error")
-        return redirect(request.referrer or url_for("board.index")), 303
-
-    @app.errorhandler(StoreFull)
-    def _store_full(exc: StoreFull):
-        log.error("file store full: %s", exc)
-        message = (
-            "The file store is full, so nothing was stored. Ask the administrator to free space."
-        )
-        if _wants_json():
-            return jsonify({"error": "StoreFull", "code": "store_full", "message": message}), 507
-        return _unavailable("The file store is full", message, 507)
-
-    @app.errorhandler(sa_exc.OperationalError)
-    @app.errorhandler(sa_exc.InterfaceError)
-    def _database_unreachable(exc):
-        # A lost connection or a locked-out database: say so, never a stack trace; the
-        # connection pool reconnects (pre-ping) as soon as the database answers again.
-        log.error("database unreachable: %s", type(exc.orig).__name__ if exc.orig else exc)
-        message = (
-            "The database is not answering. Nothing you sent was saved; pocprint keeps trying "
-            "and this page works again as soon as the database is back."
-        )
-        if _wants_json():
-            body = {"error": "DatabaseUnavailable", "code": "database_unavailable"}
-            return jsonify({**body, "message": message}), 503, {"Retry-After": "10"}
-        return _unavailable("The database is not answering", message, 503)
-
-    @app.errorhandler(413)
-    def _too_large(_exc):
-        lab: Lab = app.extensions["pocprint.lab"]
-        limit = lab.settings.max_upload_bytes // (1024 * 1024)
-        message = f"The file is larger than the upload limit of {limit} MB; nothing was stored."
-        if _wants_json():
-            return jsonify({"error": "TooLarge", "code": "too_large", "message": message}), 413
-        flash(message, "error")
-        return redirect(request.referrer or url_for("board.index")), 303

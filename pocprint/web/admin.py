@@ -1,11 +1,14 @@
-"""User administration for the admin role: accounts, roles, one-time passwords, unlocking
-and deactivation. Every action goes through services.users, which audits it."""
+"""User administration for the admin role: accounts, roles, one-time passwords, unlocking,
+deactivation and API tokens. Every action goes through services.users or services.tokens,
+which audit it."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from pocprint.domain.roles import Permission, Role
+from pocprint.reads.tokens import token_rows
+from pocprint.services import tokens as token_service
 from pocprint.services import users as user_service
 from pocprint.store.db import read_session
 from pocprint.store.models import utcnow
@@ -81,3 +84,36 @@ def reset_password(user_id: int):
     with read_session(lab().engine) as session:
         username = next(u.username for u in user_service.user_list(session) if u.id == user_id)
     return _page({"username": username, "password": password})
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@requires(Permission.MANAGE_USERS)
+def tokens():
+    created = None
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        name = request.form.get("name", "")
+        days = request.form.get("days", "")
+        _id, token = token_service.create_token(
+            lab(), actor(), username, name, int(days) if days.strip().isdigit() else 0
+        )
+        created = {"username": username, "name": name.strip(), "token": token}
+    with read_session(lab().engine) as session:
+        rows, people = token_rows(session), user_service.user_list(session)
+    settings = lab().settings
+    return render_template(
+        "admin/tokens.html",
+        tokens=rows,
+        users=people,
+        created=created,
+        default_days=settings.token_days,
+        max_days=settings.token_max_days,
+    )
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@requires(Permission.MANAGE_USERS)
+def revoke_token(token_id: int):
+    token_service.revoke_token(lab(), actor(), token_id, request.form.get("reason", ""))
+    flash(f"Token {token_id} revoked.", "ok")
+    return redirect(url_for("admin.tokens"), 303)

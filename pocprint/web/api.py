@@ -1,17 +1,19 @@
 """JSON API (v1) for the same actions as the pages, documented at /api/openapi.json.
 
-Authentication: a bearer token (`pocprint users token NAME`), or the browser session, in
-which case state-changing calls need the CSRF token in the `X-CSRFToken` header.
+Authentication: a bearer token (`pocprint tokens create USER --name NAME`), or the browser
+session, in which case state-changing calls need the CSRF token in the `X-CSRFToken` header.
+Each operation declares the permissions that may call it (`needs`); they are checked before
+the body is read, and the service checks its own again.
 """
 
 from __future__ import annotations
 
-from flask import abort, g, jsonify, request, send_file
+from flask import abort, current_app, g, request, send_file
 from flask_login import current_user
 from flask_smorest import Api, Blueprint
 from sqlmodel import select
 
-from pocprint.domain.roles import Permission
+from pocprint.domain.roles import Permission, may
 from pocprint.reads import board as board_reads
 from pocprint.reads.cases import case_list
 from pocprint.reads.clearance import clearance
@@ -19,31 +21,55 @@ from pocprint.reads.records import device_record
 from pocprint.services import cases as case_service
 from pocprint.services import catalog, dispatch, jobs, manual_printing, review
 from pocprint.services import parts as part_service
-from pocprint.services.users import actor_from_token
+from pocprint.services.tokens import actor_from_token
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob, Case, JobSlice, Part
 from pocprint.web import api_schemas as s
 from pocprint.web.auth import lab
+from pocprint.web.errors import ErrorOut, error_json, http_error
 from pocprint.web.uploads import received
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Lab workflow")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
+class PocprintApi(Api):
+    """flask-smorest with pocprint's one error shape, in the answers and in the document."""
+
+    ERROR_SCHEMA = ErrorOut
+
+    def handle_http_exception(self, error):
+        return http_error(error)
+
+
+def needs(*permissions: Permission):
+    """Declare who may call an operation (any of `permissions`); `_authenticate` checks it."""
+
+    def mark(view):
+        view.required_permissions = frozenset(permissions)
+        return view
+
+    return mark
+
+
 def init_api(app, csrf) -> None:
-    api = Api(app, spec_kwargs={"security": [{"bearer": []}]})
+    api = PocprintApi(app, spec_kwargs={"security": [{"bearer": []}]})
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     csrf.exempt(bp)  # checked below, only for cookie sessions (a bearer token is not ambient)
     api.register_blueprint(bp)
+    from pocprint.web.api_audit import bp as audit_bp
+
+    csrf.exempt(audit_bp)
+    api.register_blueprint(audit_bp)
 
 
-@bp.before_request
-def _authenticate():
+def authenticate_request():
+    """Before every API operation: who is calling, and may they call this operation."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         actor = actor_from_token(lab(), header[7:].strip())
         if actor is None:
-            return jsonify({"error": "AuthFailed", "message": "invalid or revoked token"}), 401
+            return error_json("AuthFailed", "invalid, expired or revoked token", 401, "bad_token")
         g.actor = actor
     elif current_user.is_authenticated:
         if request.method not in SAFE_METHODS:
@@ -52,10 +78,16 @@ def _authenticate():
             csrf.protect()
         g.actor = current_user.actor
     else:
-        return jsonify({"error": "AuthFailed", "message": "sign in or send a bearer token"}), 401
-    if request.method in SAFE_METHODS:
-        g.actor.require(Permission.VIEW)
+        return error_json("AuthFailed", "sign in or send a bearer token", 401, "no_credentials")
+    view = current_app.view_functions.get(request.endpoint)
+    allowed = getattr(view, "required_permissions", None)
+    if not allowed or not any(may(g.actor.roles, p) for p in allowed):
+        what = " or ".join(sorted(p.value.replace("_", " ") for p in allowed or ()))
+        return error_json("Forbidden", f"{g.actor.username} may not {what or 'call this'}", 403)
     return None
+
+
+bp.before_request(authenticate_request)
 
 
 def _get(session, model, row_id):
@@ -67,6 +99,7 @@ def _get(session, model, row_id):
 
 @bp.get("/cases")
 @bp.response(200, s.CaseOut(many=True))
+@needs(Permission.VIEW)
 def list_cases():
     """Cases, most urgent first."""
     with read_session(lab().engine) as session:
@@ -76,6 +109,7 @@ def list_cases():
 @bp.post("/cases")
 @bp.arguments(s.CaseIn)
 @bp.response(201, s.CaseOut)
+@needs(Permission.CREATE_CASE)
 def create_case(body):
     """Open an order for a patient model or guide (pseudonymous patient code only)."""
     case_id = case_service.create_case(lab(), g.actor, **body)
@@ -85,18 +119,22 @@ def create_case(body):
 
 @bp.get("/cases/<int:case_id>")
 @bp.response(200, s.CaseDetailOut)
+@needs(Permission.VIEW)
 def get_case(case_id: int):
+    """The order with its parts and build jobs (dumped once, by the response schema)."""
     with read_session(lab().engine) as session:
         case = _get(session, Case, case_id)
-        out = s.CaseOut().dump(case)
-        out["parts"] = session.exec(select(Part).where(Part.case_id == case_id)).all()
-        out["jobs"] = session.exec(select(BuildJob).where(BuildJob.case_id == case_id)).all()
-        return out
+        return {
+            **case.model_dump(),
+            "parts": session.exec(select(Part).where(Part.case_id == case_id)).all(),
+            "jobs": session.exec(select(BuildJob).where(BuildJob.case_id == case_id)).all(),
+        }
 
 
 @bp.patch("/cases/<int:case_id>")
 @bp.arguments(s.CaseChange)
 @bp.response(200, s.CaseOut)
+@needs(Permission.CREATE_CASE)
 def update_case(body, case_id: int):
     """Change an order (e.g. to answer the reviewer's question). A change to what was
     reviewed voids the review signature and sends the case back to review."""
@@ -108,6 +146,7 @@ def update_case(body, case_id: int):
 @bp.post("/cases/<int:case_id>/parts")
 @bp.arguments(s.MeshUpload, location="files")
 @bp.response(201, s.PartOut)
+@needs(Permission.UPLOAD_MESH)
 def upload_part(files, case_id: int):
     """Upload a mesh (STL, OBJ, PLY or 3MF); it is validated, stored and queued for repair.
 
@@ -124,6 +163,7 @@ def upload_part(files, case_id: int):
 
 @bp.get("/parts/<int:part_id>")
 @bp.response(200, s.PartOut)
+@needs(Permission.VIEW)
 def get_part(part_id: int):
     with read_session(lab().engine) as session:
         return _get(session, Part, part_id)
@@ -132,6 +172,7 @@ def get_part(part_id: int):
 @bp.post("/parts/<int:part_id>/approval")
 @bp.arguments(s.ApprovalIn)
 @bp.response(201, s.ApprovalOut)
+@needs(Permission.APPROVE_DESIGN)
 def approve_part(body, part_id: int):
     """Sign the repaired mesh as the design to print (the signer re-enters the password)."""
     job_id = case_service.approve_design(lab(), g.actor, part_id, body["password"], body["comment"])
@@ -142,6 +183,7 @@ def approve_part(body, part_id: int):
 
 @bp.get("/catalog")
 @bp.response(200, s.ScenarioOut(many=True))
+@needs(Permission.VIEW)
 def list_scenarios():
     """Active appropriateness scenarios; `key` is what a review names."""
     with read_session(lab().engine) as session:
@@ -154,6 +196,7 @@ def list_scenarios():
 @bp.post("/cases/<int:case_id>/review")
 @bp.arguments(s.ReviewIn)
 @bp.response(201, s.IdOut)
+@needs(Permission.REVIEW_APPROPRIATENESS)
 def review_case(body, case_id: int):
     """Appropriateness review: approve or reject (signed: password), or ask for more
     information. Approving a scenario rated 6 or lower, or no catalog match, needs a
@@ -164,6 +207,7 @@ def review_case(body, case_id: int):
 @bp.post("/parts/<int:part_id>/segmentation")
 @bp.arguments(s.SignIn)
 @bp.response(201, s.IdOut)
+@needs(Permission.SIGN_SEGMENTATION)
 def sign_segmentation(body, part_id: int):
     """Segmentation sign-off: the mesh matches the images (signed: password)."""
     signature_id = review.sign_segmentation(
@@ -175,6 +219,7 @@ def sign_segmentation(body, part_id: int):
 @bp.post("/signatures/<int:signature_id>/withdrawal")
 @bp.arguments(s.WithdrawIn)
 @bp.response(201, s.IdOut)
+@needs(Permission.REVIEW_APPROPRIATENESS, Permission.SIGN_SEGMENTATION, Permission.APPROVE_DESIGN)
 def withdraw_signature(body, signature_id: int):
     """Withdraw a gate signature with a new signed record; the case returns to that step."""
     withdrawal = review.withdraw_signoff(
@@ -185,6 +230,7 @@ def withdraw_signature(body, signature_id: int):
 
 @bp.get("/cases/<int:case_id>/clearance")
 @bp.response(200, s.StepOut(many=True))
+@needs(Permission.VIEW)
 def case_clearance(case_id: int):
     """Each gate step of the case and its parts: valid, missing, void, withdrawn..."""
     with read_session(lab().engine) as session:
@@ -197,6 +243,7 @@ def case_clearance(case_id: int):
 @bp.post("/parts/<int:part_id>/units")
 @bp.arguments(s.UnitsIn)
 @bp.response(204)
+@needs(Permission.CONFIRM_UNITS)
 def confirm_units(body, part_id: int):
     """State the unit of a file whose unit was not clear-cut; analysis and repair resume."""
     part_service.confirm_units(lab(), g.actor, part_id, body["units"])
@@ -205,6 +252,7 @@ def confirm_units(body, part_id: int):
 @bp.post("/parts/<int:part_id>/acceptance")
 @bp.arguments(s.ReasonIn)
 @bp.response(204)
+@needs(Permission.ACCEPT_REPAIR)
 def accept_repair(body, part_id: int):
     """Accept a repair that needs attention, with the reason (recorded and attributed)."""
     part_service.accept_repair(lab(), g.actor, part_id, body["reason"])
@@ -212,6 +260,7 @@ def accept_repair(body, part_id: int):
 
 @bp.get("/queue")
 @bp.response(200, s.QueueItemOut(many=True))
+@needs(Permission.VIEW)
 def get_queue():
     """Jobs waiting for slicing or a printer, earliest needed-by date first."""
     with read_session(lab().engine) as session:
@@ -220,6 +269,7 @@ def get_queue():
 
 @bp.get("/printers")
 @bp.response(200, s.PrinterOut(many=True))
+@needs(Permission.VIEW)
 def list_printers():
     with read_session(lab().engine) as session:
         return board_reads.printers(session, lab())
@@ -227,6 +277,7 @@ def list_printers():
 
 @bp.post("/printers/<int:printer_id>/plate-clear")
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def plate_clear(printer_id: int):
     """A technician confirms the build plate is empty; the next matching job may start."""
     dispatch.confirm_plate_clear(lab(), g.actor, printer_id)
@@ -234,6 +285,7 @@ def plate_clear(printer_id: int):
 
 @bp.get("/jobs/<int:job_id>")
 @bp.response(200, s.JobOut)
+@needs(Permission.VIEW)
 def get_job(job_id: int):
     with read_session(lab().engine) as session:
         return _get(session, BuildJob, job_id)
@@ -242,12 +294,14 @@ def get_job(job_id: int):
 @bp.post("/jobs/<int:job_id>/cancel")
 @bp.arguments(s.ReasonIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def cancel_job(body, job_id: int):
     jobs.cancel_job(lab(), g.actor, job_id, body["reason"])
 
 
 @bp.get("/jobs/<int:job_id>/slices")
 @bp.response(200, s.SliceOut(many=True))
+@needs(Permission.VIEW)
 def job_slices(job_id: int):
     """The job's G-code for each validated profile it fits (the dispatcher sends one)."""
     with read_session(lab().engine) as session:
@@ -260,6 +314,7 @@ def job_slices(job_id: int):
 @bp.post("/jobs/<int:job_id>/pause")
 @bp.arguments(s.ReasonIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def pause_job(body, job_id: int):
     """Pause a running print (OctoPrint job command, or recorded for a manual printer)."""
     jobs.pause_job(lab(), g.actor, job_id, body["reason"])
@@ -268,6 +323,7 @@ def pause_job(body, job_id: int):
 @bp.post("/jobs/<int:job_id>/resume")
 @bp.arguments(s.ReasonIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def resume_job(body, job_id: int):
     jobs.resume_job(lab(), g.actor, job_id, body["reason"])
 
@@ -275,6 +331,7 @@ def resume_job(body, job_id: int):
 @bp.post("/jobs/<int:job_id>/urgent")
 @bp.arguments(s.UrgentIn)
 @bp.response(204)
+@needs(Permission.PRIORITISE_JOBS)
 def set_urgent(body, job_id: int):
     """Urgent override of the needed-by order (or its removal), with the reason."""
     jobs.set_urgent(lab(), g.actor, job_id, body["urgent"], body["reason"])
@@ -283,30 +340,38 @@ def set_urgent(body, job_id: int):
 @bp.post("/jobs/<int:job_id>/orientation")
 @bp.arguments(s.OrientationIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def set_orientation(body, job_id: int):
     """Lay the part on a stable face, or keep it as designed; the job is sliced again."""
     jobs.set_orientation(lab(), g.actor, job_id, body["orientation"], body["reason"])
 
 
-@bp.get("/jobs/<int:job_id>/gcode")
+@bp.post("/jobs/<int:job_id>/gcode")
 @bp.response(200, content_type="text/x-gcode")
+@needs(Permission.OPERATE_PRINTERS)
 def manual_gcode(job_id: int):
-    """The verified G-code of a job reserved for a manual printer (the download is recorded)."""
+    """The verified G-code of a job reserved for a manual printer. A POST: the download is
+    recorded (who, when, the SHA-256 checked), so it is a change, never a GET."""
     path, name = manual_printing.gcode_for_download(lab(), g.actor, job_id)
     return send_file(path, mimetype="text/x-gcode", as_attachment=True, download_name=name)
 
 
 @bp.post("/jobs/<int:job_id>/manual-start")
-@bp.arguments(s.NoteIn)
+@bp.arguments(s.ManualStartIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def manual_start(body, job_id: int):
-    """The technician started the downloaded G-code at a manual printer."""
-    manual_printing.confirm_start(lab(), g.actor, job_id, body["note"])
+    """The technician started the downloaded, hash-checked G-code at a manual printer and
+    confirms it (`confirm_file`): the record says so, not that the printer verified it."""
+    manual_printing.confirm_start(
+        lab(), g.actor, job_id, body["note"], confirmed_file=body["confirm_file"]
+    )
 
 
 @bp.post("/jobs/<int:job_id>/manual-end")
 @bp.arguments(s.ManualEndIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def manual_end(body, job_id: int):
     """The print on a manual printer ended: printed, or failed with a note."""
     manual_printing.confirm_end(lab(), g.actor, job_id, body["result"], body["note"])
@@ -315,6 +380,7 @@ def manual_end(body, job_id: int):
 @bp.post("/jobs/<int:job_id>/resolve")
 @bp.arguments(s.ResolveIn)
 @bp.response(204)
+@needs(Permission.OPERATE_PRINTERS)
 def resolve_job(body, job_id: int):
     """Decide what happened to an interrupted print."""
     jobs.resolve_interrupted(lab(), g.actor, job_id, body["resolution"], body["reason"])
@@ -323,6 +389,7 @@ def resolve_job(body, job_id: int):
 @bp.post("/jobs/<int:job_id>/outcome")
 @bp.arguments(s.OutcomeIn)
 @bp.response(204)
+@needs(Permission.RECORD_OUTCOME)
 def record_outcome(body, job_id: int):
     """Record the build outcome (accepted, or rejected with a note)."""
     jobs.record_outcome(lab(), g.actor, job_id, body["outcome"], body["note"])
@@ -330,6 +397,7 @@ def record_outcome(body, job_id: int):
 
 @bp.get("/devices/<serial>")
 @bp.response(200)
+@needs(Permission.VIEW)
 def get_device(serial: str):
     """The device record: files and hashes, approval, slicing, printer, print and every event."""
     with read_session(lab().engine) as session:
@@ -337,84 +405,3 @@ def get_device(serial: str):
     if record is None:
         abort(404)
     return record
-
-
-# --- traceability (issue 6): auditor queries, read-only, VIEW_AUDIT ---
-
-
-def _audit_args():
-    from datetime import date
-
-    from pocprint.reads.auditor import DeviceFilter, EventFilter
-
-    def day(name):
-        text = (request.args.get(name) or "").strip()
-        try:
-            return date.fromisoformat(text) if text else None
-        except ValueError:
-            abort(400, description=f"{name} must be a date (YYYY-MM-DD)")
-
-    a = request.args
-    devices = DeviceFilter(
-        date_from=day("date_from"),
-        date_to=day("date_to"),
-        **{k: a.get(k, "") for k in ("case", "device", "printer", "lot", "operator", "profile")},
-    )
-    events = EventFilter(
-        date_from=day("date_from"),
-        date_to=day("date_to"),
-        **{k: a.get(k, "") for k in ("actor", "action", "entity", "entity_id")},
-    )
-    return devices, events
-
-
-@bp.get("/audit/chain-head")
-@bp.response(200)
-def audit_chain_head():
-    """The audit chain head (hash and event count) to copy to an outside record."""
-    from pocprint.reads.audit import chain_head
-
-    g.actor.require(Permission.VIEW_AUDIT)
-    with read_session(lab().engine) as session:
-        head = chain_head(session)
-    return {"hash": head.hash, "events": head.events}
-
-
-@bp.get("/audit/devices")
-@bp.response(200)
-def audit_devices():
-    """Device search and recall: date_from, date_to, case, device, printer, lot, operator,
-    profile (id or SHA-256 prefix)."""
-    from pocprint.reads.auditor import search_devices
-
-    g.actor.require(Permission.VIEW_AUDIT)
-    devices, _events = _audit_args()
-    with read_session(lab().engine) as session:
-        return jsonify(search_devices(session, devices))
-
-
-@bp.get("/audit/events")
-@bp.response(200)
-def audit_events():
-    """Audit events, newest first: date_from, date_to, actor, action (prefix), entity, entity_id."""
-    from pocprint.reads.auditor import search_events
-
-    g.actor.require(Permission.VIEW_AUDIT)
-    _devices, events = _audit_args()
-    with read_session(lab().engine) as session:
-        return jsonify(search_events(session, events, limit=10_000))
-
-
-@bp.get("/audit/registry/<case_code>")
-@bp.response(200)
-def audit_registry(case_code: str):
-    """The ACR-RSNA 3D Printing Registry fields of one case (anonymised)."""
-    from pocprint.reads.registry import registry_export
-
-    g.actor.require(Permission.VIEW_AUDIT)
-    with read_session(lab().engine) as session:
-        case_id = session.exec(select(Case.id).where(Case.code == case_code)).first()
-        export = registry_export(session, case_id) if case_id else None
-    if export is None:
-        abort(404)
-    return export

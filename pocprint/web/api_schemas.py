@@ -311,6 +311,16 @@ class NoteIn(ma.Schema):
     note = ma.fields.String(load_default="")
 
 
+class ManualStartIn(NoteIn):
+    confirm_file = ma.fields.Boolean(
+        required=True,
+        metadata={
+            "description": "the technician confirms the file started at the printer is the "
+            "G-code downloaded from pocprint (its SHA-256 checked at download)"
+        },
+    )
+
+
 class ManualEndIn(NoteIn):
     result = ma.fields.String(required=True, validate=validate.OneOf(["printed", "failed"]))
 

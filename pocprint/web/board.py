@@ -96,10 +96,11 @@ def orientation(job_id: int):
     return _back()
 
 
-@bp.route("/jobs/<int:job_id>/gcode")
+@bp.route("/jobs/<int:job_id>/gcode", methods=["POST"])
 @requires(Permission.OPERATE_PRINTERS)
 def manual_gcode(job_id: int):
-    """The verified G-code for a printer without a network API (the download is recorded)."""
+    """The verified G-code for a printer without a network API. A POST: the download is
+    recorded, and a GET (a prefetch, a crawler, a link preview) must change nothing."""
     path, name = manual_printing.gcode_for_download(lab(), actor(), job_id)
     return send_file(path, mimetype="text/x-gcode", as_attachment=True, download_name=name)
 
@@ -107,7 +108,13 @@ def manual_gcode(job_id: int):
 @bp.route("/jobs/<int:job_id>/manual-start", methods=["POST"])
 @requires(Permission.OPERATE_PRINTERS)
 def manual_start(job_id: int):
-    manual_printing.confirm_start(lab(), actor(), job_id, request.form.get("note", ""))
+    manual_printing.confirm_start(
+        lab(),
+        actor(),
+        job_id,
+        request.form.get("note", ""),
+        confirmed_file=request.form.get("confirm_file") == "yes",
+    )
     flash("Start recorded.", "ok")
     return _back()
 

@@ -82,6 +82,7 @@ def _form_context(form=None, errors=None) -> dict:
         "taxonomy": taxonomy(lab().settings.anatomy_file),
         "stores_identifiers": bool(lab().settings.identifiers_key),
         "pacs": lab().hospital.pacs,
+        "code_hint": lab().settings.patient_code_hint,
         "form": form or {},
     }
 
@@ -145,9 +146,15 @@ def edit(case_id: int):
     """Answer a request for more information, or correct the order. A change to what the
     radiologist reviewed sends the case back to review."""
     if request.method == "POST":
-        changed, failed = _save_order(
-            lambda order: case_service.update_case(lab(), actor(), case_id, **order), case_id
-        )
+
+        def save(order: dict):
+            # The accession number is kept encrypted and never shown in the form: left
+            # empty it stays as it is; a new one replaces it.
+            if not order.get("accession_number"):
+                order.pop("accession_number", None)
+            return case_service.update_case(lab(), actor(), case_id, **order)
+
+        changed, failed = _save_order(save, case_id)
         if failed:
             return failed
         names = ", ".join(FIELD_LABELS.get(c, c) for c in changed) or "no change"
@@ -158,7 +165,10 @@ def edit(case_id: int):
         if case is None:
             abort(404)
         form = form_of(case)
-    return render_template("cases/new.html", **_form_context(form), editing=case_id)
+        has_accession = bool(case.accession_hmac)
+    return render_template(
+        "cases/new.html", **_form_context(form), editing=case_id, has_accession=has_accession
+    )
 
 
 @bp.route("/<int:case_id>")
@@ -230,7 +240,9 @@ def sign_segmentation(part_id: int):
 
 
 @bp.route("/signatures/<int:signature_id>/withdraw", methods=["POST"])
-@requires(Permission.VIEW)  # the service checks the permission matching the signature
+@requires(  # the service narrows it to the permission matching the signature's meaning
+    Permission.REVIEW_APPROPRIATENESS, Permission.SIGN_SEGMENTATION, Permission.APPROVE_DESIGN
+)
 def withdraw(signature_id: int):
     review_service.withdraw_signoff(
         lab(),

@@ -124,7 +124,8 @@ def identifiers_from(form: MultiDict) -> dict | None:
 
 def form_of(case) -> MultiDict:
     """A case's order as the form's fields, to edit it."""
-    pairs = [(name, getattr(case, name) or "") for name in TEXT_FIELDS]
+    # Never the accession number: it is stored encrypted (an empty field keeps it).
+    pairs = [(n, getattr(case, n) or "") for n in TEXT_FIELDS if n != "accession_number"]
     for name in ("needed_by", "procedure_date"):
         value = getattr(case, name)
         pairs.append((name, value.isoformat() if value else ""))

@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
-from flask_login import current_user
 from sqlmodel import select
 
 from pocprint.domain.roles import Permission
@@ -130,13 +129,8 @@ def release_device(serial: str):
 
 
 @bp.route("/<serial>/delivery", methods=["POST"])
-@requires(Permission.VIEW)
+@requires(Permission.RECORD_POST_PROCESSING, Permission.RELEASE_DEVICE)
 def delivery(serial: str):
-    if not (
-        current_user.can(Permission.RECORD_POST_PROCESSING)
-        or current_user.can(Permission.RELEASE_DEVICE)
-    ):
-        abort(403)
     release.record_delivery(
         lab(),
         actor(),

@@ -1,6 +1,7 @@
 // Refreshes the fleet board in place (no page reload). Pauses while the tab is hidden and
 // while a technician is typing a reason (an opened action or a focused form field), so a
-// refresh never wipes what they are writing.
+// refresh never wipes what they are writing. Its requests say they are background ones
+// (X-Pocprint-Background), so an open board never keeps an idle session alive.
 (function () {
   const live = document.getElementById("live");
   if (!live) return;
@@ -13,7 +14,7 @@
   async function refresh() {
     if (document.hidden || busy()) return;
     try {
-      const response = await fetch(live.dataset.src, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      const response = await fetch(live.dataset.src, { headers: { Accept: "text/html", "X-Pocprint-Background": "1" }, credentials: "same-origin" });
       if (response.redirected || response.status === 401) { window.location.reload(); return; }
       if (response.ok && !busy()) {
         live.innerHTML = await response.text();
