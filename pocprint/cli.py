@@ -51,7 +51,7 @@ def _prepare(settings: Settings):
     from pocprint.services.identifiers import seal_plain_accessions
 
     if sealed := seal_plain_accessions(settings, lab.engine):
-        log.warning("encrypted %d accession number(s) stored in clear before 0009", sealed)
+        log.warning("encrypted %d accession number(s) stored in clear before 0010", sealed)
     counts = recover(lab)
     if any(counts.values()):
         log.warning("recovered after restart: %s", counts)

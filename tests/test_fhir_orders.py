@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from pocprint.services import review
 from pocprint.services.cases import read_identifiers
-from pocprint.services.users import create_api_token
+from pocprint.services.tokens import create_api_token
 from pocprint.store.db import read_session
 from pocprint.store.models import AuditEvent, Case, Notification
 from pocprint.web import create_app
@@ -180,7 +180,7 @@ def test_a_service_request_becomes_a_case_and_reads_back_as_a_task(api, lab, peo
         case.ordering_clinician == "Dr Anna Vascular" or case.ordering_clinician == "Anna Vascular"
     )
     assert case.ordering_contact == "ext 4711"
-    assert case.accession_number == "ACC-5544" and case.modality == "CT"
+    assert case.accession_number is None and case.modality == "CT"  # accession: encrypted
     assert case.study_instance_uid == STUDY_UID and case.source_series_uid == SERIES_UID
     assert case.imaging_source == "FHIR ServiceRequest urn:oid:1.2.3.4.5.placer|ORD-778899"
     assert case.anatomy[0]["structure"] == "Abdominal aorta"
@@ -190,6 +190,7 @@ def test_a_service_request_becomes_a_case_and_reads_back_as_a_task(api, lab, peo
         "name": "Erika Mustermann",  # HumanName: prefix, given, family
         "record_number": "MRN-1122334455",
         "birth_date": "1961-02-03",
+        "accession_number": "ACC-5544",
     }
     with read_session(lab.engine) as s:
         events = s.exec(select(AuditEvent)).all()
@@ -280,3 +281,4 @@ def test_without_an_identifiers_key_no_identity_is_kept(api, lab):
     assert api("POST", "/api/v1/fhir/ServiceRequest", json=body).status_code == 201
     (case,) = _cases(lab)
     assert case.patient_identifiers is None
+    assert case.accession_number is None and case.accession_hmac is None

@@ -156,7 +156,9 @@ def test_order_form_fills_imaging_from_pacs_and_keeps_identity_encrypted(
         "name": "Erika Testpatient",
         "record_number": "MRN-99887766",
         "birth_date": "1960-01-01",
+        "accession_number": "ACC-2026-0001",  # identifying too: kept encrypted with them
     }
+    assert case.accession_number is None or "ACC-2026-0001" not in case.accession_number
     for event in events:
         text = f"{event.before} {event.after} {event.reason}"
         assert "Testpatient" not in text and "99887766" not in text, event.action

@@ -115,9 +115,9 @@ def test_without_an_identifiers_key_no_accession_number_is_taken(lab, people):
     assert cases.create_case(lab, people["tech"], **order_fields())
 
 
-def test_accession_numbers_stored_in_clear_before_0009_are_sealed_at_start(lab, people):
+def test_accession_numbers_stored_in_clear_before_0010_are_sealed_at_start(lab, people):
     case_id = cases.create_case(lab, people["tech"], **order_fields())
-    with unit_of_work(lab.engine) as s:  # as a pre-0009 database holds it
+    with unit_of_work(lab.engine) as s:  # as a pre-0010 database holds it
         s.connection().execute(
             sa.text("UPDATE lab_case SET accession_number = 'OLD-99' WHERE id = :id"),
             {"id": case_id},

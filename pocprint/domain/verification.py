@@ -14,8 +14,8 @@ from enum import StrEnum
 class Evidence(StrEnum):
     PRINTER_SHA1 = "printer_sha1"
     TECHNICIAN_CONFIRMED_DOWNLOAD = "technician_confirmed_download"
-    # Manual builds recorded before the technician's confirmation named the file (0009).
-    MANUAL_START_BEFORE_0009 = "manual_start_before_0009"
+    # Manual builds recorded before the technician's confirmation named the file (0010).
+    MANUAL_START_BEFORE_0010 = "manual_start_before_0010"
 
     @property
     def label(self) -> str:
@@ -25,7 +25,7 @@ class Evidence(StrEnum):
             "technician_confirmed_download": "the technician confirmed printing the G-code "
             "downloaded from pocprint, whose SHA-256 pocprint checked at download (the printer "
             "itself reports nothing)",
-            "manual_start_before_0009": "the technician confirmed the start after a "
+            "manual_start_before_0010": "the technician confirmed the start after a "
             "hash-checked download (recorded before the confirmation named the file; the "
             "printer itself reports nothing)",
         }[self.value]
@@ -39,7 +39,7 @@ def print_verification(printer_sha1: str | None, printer_report: dict | None) ->
         evidence = Evidence.TECHNICIAN_CONFIRMED_DOWNLOAD
         value = confirmed.get("gcode_sha256")
     elif "manual" in report:
-        evidence, value = Evidence.MANUAL_START_BEFORE_0009, printer_sha1
+        evidence, value = Evidence.MANUAL_START_BEFORE_0010, printer_sha1
     elif printer_sha1:
         evidence, value = Evidence.PRINTER_SHA1, printer_sha1
     else:

@@ -8,7 +8,9 @@ How a ServiceRequest maps (the README has the table):
 - `reasonCode`: text (or a coding's display) -> indication; an ICD-10 coding -> ICD-10 code
 - `occurrenceDateTime` or `occurrencePeriod.end` -> needed-by date
 - `requester`: display, or a contained Practitioner's name and phone -> ordering clinician
-- `supportingInfo`: a contained ImagingStudy (study UID, accession "ACSN", series) -> imaging
+- `supportingInfo`: a contained ImagingStudy (study UID, accession "ACSN", series) -> imaging;
+  the accession number goes with the encrypted identifiers, and is dropped where the site
+  keeps none
 - `subject`: the identifier in the lab's patient-code system -> pseudonymous patient code; a
   contained Patient's name, record number ("MR") and birth date go only to the encrypted
   identifiers, where the site keeps them
@@ -214,7 +216,7 @@ def read_service_request(body, patient_code_system: str, keep_identity: bool) ->
     order["material"] = _code(details, MATERIAL) or ""
     order["regulatory_route"] = _code(details, ROUTE) or ""
     order["anatomy"] = _anatomy(body.get("bodySite") or [])
-    _imaging(body, out)
+    _imaging(body, out, keep_identity)
     return out
 
 
@@ -287,7 +289,7 @@ def _anatomy(sites: list) -> list[dict]:
     return parts
 
 
-def _imaging(body: dict, out: FhirOrder) -> None:
+def _imaging(body: dict, out: FhirOrder, keep_identity: bool) -> None:
     study = None
     for info in body.get("supportingInfo") or []:
         study = _contained(body, info, "ImagingStudy")
@@ -324,7 +326,7 @@ def _imaging(body: dict, out: FhirOrder) -> None:
         if isinstance(s, dict) and s.get("uid")
     ]
     modalities = [m.get("code") for m in study.get("modality") or [] if m.get("code")]
-    if accession:
+    if accession and keep_identity:  # it leads to the patient in the RIS: kept like identity
         out.order["accession_number"] = accession
     if modalities:
         out.order["modality"] = modalities[0]

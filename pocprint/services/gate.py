@@ -61,7 +61,7 @@ def order_content(case: Case) -> dict:
         "imaging": {
             # The keyed hash, never the number (the key keeps its name so a signature over an
             # order without an accession number keeps its hash); a plain value only in a case
-            # from before 0009 that start-up could not seal (no identifiers key).
+            # from before 0010 that start-up could not seal (no identifiers key).
             "accession_number": (
                 f"hmac-sha256:{case.accession_hmac}"
                 if case.accession_hmac

@@ -114,7 +114,7 @@ def audit_view(values: dict) -> dict:
 
 
 def seal_plain_accessions(settings: Settings, engine) -> int:
-    """At start: accession numbers stored in clear before 0009 are moved into the encrypted
+    """At start: accession numbers stored in clear before 0010 are moved into the encrypted
     identifiers (audited per case). Without an identifiers key they stay, and this says so.
     A review signature that bound the clear number no longer matches (its content changed
     form) and the case shows the review as void: it must be reviewed again."""
@@ -129,7 +129,7 @@ def seal_plain_accessions(settings: Settings, engine) -> int:
         cases = session.exec(select(Case).where(Case.accession_number.is_not(None))).all()
         if cases and not settings.identifiers_key:
             logging.getLogger(__name__).warning(
-                "%d case(s) hold an accession number in clear (from before 0009); configure "
+                "%d case(s) hold an accession number in clear (from before 0010); configure "
                 "an identifiers key so pocprint can encrypt them",
                 len(cases),
             )
@@ -148,6 +148,6 @@ def seal_plain_accessions(settings: Settings, engine) -> int:
                 "case",
                 case.code,
                 after={"accession_number": "stored encrypted"},
-                reason="accession numbers are kept encrypted with the patient identifiers (0009)",
+                reason="accession numbers are kept encrypted with the patient identifiers (0010)",
             )
         return len(cases)

@@ -60,7 +60,7 @@ class ApiToken(SQLModel, table=True):
     label: str = Field(default="", max_length=100)  # the token's name, e.g. "PACS bridge"
     created_at: datetime = Field(default_factory=utcnow)
     created_by: int | None = Field(default=None, foreign_key="user_account.id")
-    # None never happens after 0009 (which gave older tokens 90 days); treated as expired.
+    # None never happens after 0010 (which gave older tokens 90 days); treated as expired.
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
@@ -86,7 +86,7 @@ class Case(SQLModel, table=True):
     diagnostic_use: bool = False
     anatomy: list | None = _json()  # [{region, subregion, structure, laterality, comment}]
     procedure_date: date | None = None
-    # Legacy plain text (before 0009): the accession number now lives encrypted with the
+    # Legacy plain text (before 0010): the accession number now lives encrypted with the
     # patient identifiers; the start-up seals any plain one left (services/identifiers.py).
     accession_number: str | None = Field(default=None, max_length=64)
     # Keyed hash (HMAC-SHA256, key derived from the identifiers key) of the accession number:

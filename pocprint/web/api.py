@@ -65,11 +65,14 @@ def init_api(app, csrf) -> None:
 
 def authenticate_request():
     """Before every API operation: who is calling, and may they call this operation."""
+    view = current_app.view_functions.get(request.endpoint)
+    # An operation of another standard (FHIR) answers refusals in that standard's own shape.
+    refuse = getattr(view, "refusal", None) or error_json
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         actor = actor_from_token(lab(), header[7:].strip())
         if actor is None:
-            return error_json("AuthFailed", "invalid, expired or revoked token", 401, "bad_token")
+            return refuse("AuthFailed", "invalid, expired or revoked token", 401, "bad_token")
         g.actor = actor
     elif current_user.is_authenticated:
         if request.method not in SAFE_METHODS:
@@ -78,12 +81,11 @@ def authenticate_request():
             csrf.protect()
         g.actor = current_user.actor
     else:
-        return error_json("AuthFailed", "sign in or send a bearer token", 401, "no_credentials")
-    view = current_app.view_functions.get(request.endpoint)
+        return refuse("AuthFailed", "sign in or send a bearer token", 401, "no_credentials")
     allowed = getattr(view, "required_permissions", None)
     if not allowed or not any(may(g.actor.roles, p) for p in allowed):
         what = " or ".join(sorted(p.value.replace("_", " ") for p in allowed or ()))
-        return error_json("Forbidden", f"{g.actor.username} may not {what or 'call this'}", 403)
+        return refuse("Forbidden", f"{g.actor.username} may not {what or 'call this'}", 403)
     return None
 
 

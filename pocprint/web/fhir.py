@@ -17,7 +17,7 @@ from pocprint.services import cases as case_service
 from pocprint.services.errors import ServiceError
 from pocprint.store.db import read_session
 from pocprint.store.models import BuildJob, Case, utcnow
-from pocprint.web.api import bp
+from pocprint.web.api import bp, needs
 from pocprint.web.auth import lab
 
 FHIR_JSON = "application/fhir+json"
@@ -29,6 +29,23 @@ def _answer(body: dict, status: int, **headers):
     response.mimetype = FHIR_JSON
     response.headers.update(headers)
     return response
+
+
+def _refusal(kind: str, message: str, status: int, code: str | None = None):
+    """The API's sign-in and role refusals, as an OperationOutcome (web/api.py calls this)."""
+    issue_code = {401: "login", 403: "forbidden"}.get(status, "security")
+    return _answer(fhir.outcome([fhir.Issue("ServiceRequest", message, issue_code)]), status)
+
+
+def fhir_operation(*permissions: Permission):
+    """A FHIR operation: who may call it, and refusals answered in FHIR's shape."""
+
+    def mark(view):
+        view = needs(*permissions)(view)
+        view.refusal = _refusal
+        return view
+
+    return mark
 
 
 def _problem(exc: ServiceError) -> tuple[dict, int]:
@@ -47,12 +64,9 @@ def _field_issues(fields: dict[str, list[str]]) -> list[fhir.Issue]:
 
 
 @bp.route("/fhir/ServiceRequest", methods=["POST"])
+@fhir_operation(Permission.CREATE_CASE)
 def fhir_service_request():
     """Receive an order as a FHIR R4 ServiceRequest; answers the new case as a Task."""
-    try:
-        g.actor.require(Permission.CREATE_CASE)
-    except ServiceError as exc:
-        return _answer(*_problem(exc))
     links = lab().hospital
     parsed = fhir.read_service_request(
         request.get_json(silent=True, force=True),
@@ -121,6 +135,7 @@ def _task(case_code: str) -> tuple[dict, int]:
 
 
 @bp.route("/fhir/Task/<case_code>", methods=["GET"])
+@fhir_operation(Permission.VIEW)
 def fhir_task(case_code: str):
     """A case's progress as a FHIR Task (status, the step in words, devices built)."""
     return _answer(*_task(case_code))
