@@ -37,15 +37,37 @@ def _refusal(kind: str, message: str, status: int, code: str | None = None):
     return _answer(fhir.outcome([fhir.Issue("ServiceRequest", message, issue_code)]), status)
 
 
-def fhir_operation(*permissions: Permission):
-    """A FHIR operation: who may call it, and refusals answered in FHIR's shape."""
+FHIR_RESOURCE = {
+    "type": "object",
+    "properties": {"resourceType": {"type": "string"}},
+    "required": ["resourceType"],
+}
+
+
+def fhir_operation(*permissions: Permission, answers: dict[int, str]):
+    """A FHIR operation: who may call it, its answers documented as FHIR resources (in the
+    OpenAPI document, so clients and the API fuzzer know them), refusals in FHIR's shape."""
 
     def mark(view):
+        for status, description in answers.items():
+            view = bp.alt_response(
+                status,
+                schema=FHIR_RESOURCE,
+                content_type=FHIR_JSON,
+                description=description,
+                success=status < 300,
+            )(view)
         view = needs(*permissions)(view)
         view.refusal = _refusal
         return view
 
     return mark
+
+
+REFUSALS = {
+    401: "OperationOutcome: not signed in, or the token is invalid, expired or revoked",
+    403: "OperationOutcome: the caller's roles may not do this",
+}
 
 
 def _problem(exc: ServiceError) -> tuple[dict, int]:
@@ -64,7 +86,15 @@ def _field_issues(fields: dict[str, list[str]]) -> list[fhir.Issue]:
 
 
 @bp.route("/fhir/ServiceRequest", methods=["POST"])
-@fhir_operation(Permission.CREATE_CASE)
+@fhir_operation(
+    Permission.CREATE_CASE,
+    answers={
+        201: "Task: the new case",
+        **REFUSALS,
+        409: "OperationOutcome: this hospital order already opened a case",
+        422: "OperationOutcome: every problem with the ServiceRequest; nothing stored",
+    },
+)
 def fhir_service_request():
     """Receive an order as a FHIR R4 ServiceRequest; answers the new case as a Task."""
     links = lab().hospital
@@ -135,7 +165,10 @@ def _task(case_code: str) -> tuple[dict, int]:
 
 
 @bp.route("/fhir/Task/<case_code>", methods=["GET"])
-@fhir_operation(Permission.VIEW)
+@fhir_operation(
+    Permission.VIEW,
+    answers={200: "Task: the case's progress", **REFUSALS, 404: "OperationOutcome: no such case"},
+)
 def fhir_task(case_code: str):
     """A case's progress as a FHIR Task (status, the step in words, devices built)."""
     return _answer(*_task(case_code))
