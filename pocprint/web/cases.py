@@ -18,6 +18,7 @@ from pocprint.domain.cases import (
 from pocprint.domain.roles import Permission, permissions_of
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
+from pocprint.reads.history import case_forecast, order_forecast
 from pocprint.services import cases as case_service
 from pocprint.services import pacs
 from pocprint.services import parts as part_service
@@ -84,7 +85,14 @@ def _form_context(form=None, errors=None) -> dict:
         "pacs": lab().hospital.pacs,
         "code_hint": lab().settings.patient_code_hint,
         "form": form or {},
+        "lead_times": _lead_times(),
     }
+
+
+def _lead_times() -> list[dict]:
+    """The ready time each device type would have if ordered now (before the order is placed)."""
+    with read_session(lab().engine) as session:
+        return [{"type": t, **order_forecast(session, t.value, lab())} for t in DeviceType]
 
 
 def _save_order(save, editing: int | None = None):
@@ -190,6 +198,7 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         }
         case_signatures = signature_history(session, "case", case_id)
         past_reviews = reviews(session, case_id)
+        lead = case_forecast(session, data["case"], lab())
     return render_template(
         "cases/detail.html",
         **data,
@@ -202,6 +211,7 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         warnings=order_warnings(data["case"].__dict__),
         describe=describe,
         signing_form=signing_form or {},
+        lead=lead,
     ), status
 
 
