@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         auditor,
         materials,
         outbox,  # hospital integration (issue 11)
+        outcomes,
         planning,  # planning and outcomes (issue 12)
         postprocessing,
     )
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(postprocessing.bp)
     app.register_blueprint(auditor.bp)
     app.register_blueprint(planning.bp)
+    app.register_blueprint(outcomes.bp)
     api.init_api(app, csrf)
     errors.register(app)
     filters.register(app)

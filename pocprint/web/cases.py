@@ -19,7 +19,9 @@ from pocprint.domain.roles import Permission, permissions_of
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
 from pocprint.reads.history import case_forecast, order_forecast
+from pocprint.reads.outcomes import devices_awaiting_outcome
 from pocprint.services import cases as case_service
+from pocprint.services import outcomes as outcome_service
 from pocprint.services import pacs
 from pocprint.services import parts as part_service
 from pocprint.services import review as review_service
@@ -199,6 +201,8 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         case_signatures = signature_history(session, "case", case_id)
         past_reviews = reviews(session, case_id)
         lead = case_forecast(session, data["case"], lab())
+        mine = outcome_service.may_record_outcome(actor(), data["case"])
+        outcomes_due = devices_awaiting_outcome(session, data["case"]) if mine else []
     return render_template(
         "cases/detail.html",
         **data,
@@ -212,6 +216,7 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         describe=describe,
         signing_form=signing_form or {},
         lead=lead,
+        outcomes_due=outcomes_due,
     ), status
 
 
