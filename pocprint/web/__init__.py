@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     from pocprint.web import (  # traceability (issue 6)
         auditor,
         materials,
+        metrics,
         outbox,  # hospital integration (issue 11)
         outcomes,
         planning,  # planning and outcomes (issue 12)
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(auditor.bp)
     app.register_blueprint(planning.bp)
     app.register_blueprint(outcomes.bp)
+    app.register_blueprint(metrics.bp)
     api.init_api(app, csrf)
     errors.register(app)
     filters.register(app)
