@@ -22,8 +22,8 @@ from sqlmodel import select
 
 from pocprint.config import REPO_ROOT
 from pocprint.domain.roles import GRANTS, Role
-from pocprint.services import materials, postprocessing, tokens, users
-from pocprint.store.db import read_session
+from pocprint.services import materials, outbox, postprocessing, tokens, users
+from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Case, Printer, Signature
 from pocprint.web import create_app
 from pocprint.web.auth import PUBLIC_ENDPOINTS, SIGNED_IN_ENDPOINTS
@@ -65,6 +65,12 @@ def _rows(lab, people, tmp_path) -> dict[str, str]:
         lab, admin, "matrix.target", "Matrix Target", "orchard lamps drift slowly", {Role.AUDITOR}
     )
     token_id, _ = tokens.create_token(lab, admin, "matrix.target", "matrix target token")
+    with unit_of_work(lab.engine) as s:
+        message_id = outbox.add(
+            s, channel="webhook", destination="matrix", subject="matrix", payload={}
+        ).id
+        # The requesting clinician is the prescriber, so the outcome form is theirs.
+        s.get(Case, s.get(BuildJob, job_id).case_id).created_by = people["presc"].user_id
     with read_session(lab.engine) as s:
         job = s.get(BuildJob, job_id)
         case = s.get(Case, job.case_id)
@@ -83,6 +89,8 @@ def _rows(lab, people, tmp_path) -> dict[str, str]:
         "lot_id": str(lot_id),
         "user_id": str(root_id),
         "token_id": str(token_id),
+        "message_id": str(message_id),
+        "name": "turnaround",  # a lab metric
         "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
         "which": "original",
         "step": "support_removal",
