@@ -166,3 +166,13 @@ def test_planning_page_for_lab_manager_and_technician_only(lab, people, queue):
         client = app.test_client()
         login(client, user)
         assert client.get("/planning/").status_code == 403
+
+
+def test_the_worker_tells_each_late_case_once(lab, queue):
+    from pocprint.scheduler import notify_cases_at_risk
+
+    assert notify_cases_at_risk(lab) == 1
+    assert notify_cases_at_risk(lab) == 0
+    with read_session(lab.engine) as s:
+        (note,) = s.exec(select(Notification).where(Notification.subject == queue["soon"]["code"]))
+    assert note.detail["link"] == "/planning/"
