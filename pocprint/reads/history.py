@@ -218,10 +218,21 @@ def forecast_from(
 
 def order_forecast(session: Session, kind: str, lab=None, now: datetime | None = None) -> dict:
     """For the order form, before the order is placed: counted from now."""
+    return order_forecasts(session, [kind], lab, now)[kind]
+
+
+def order_forecasts(
+    session: Session, kinds: list[str], lab=None, now: datetime | None = None
+) -> dict[str, dict]:
+    """The same for several device types, reading the history once."""
     now = now or utcnow()
-    result = forecast_from(released_devices(session), kind, "ordered", lab)
-    median, p90 = result.ready(now)
-    return {"forecast": result, "ready_median": median, "ready_p90": p90}
+    history = released_devices(session)
+    out = {}
+    for kind in kinds:
+        result = forecast_from(history, kind, "ordered", lab)
+        median, p90 = result.ready(now)
+        out[kind] = {"forecast": result, "ready_median": median, "ready_p90": p90}
+    return out
 
 
 def case_forecast(session: Session, case: Case, lab=None, now: datetime | None = None) -> dict:

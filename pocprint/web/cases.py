@@ -18,7 +18,7 @@ from pocprint.domain.cases import (
 from pocprint.domain.roles import Permission, permissions_of
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
-from pocprint.reads.history import case_forecast, order_forecast
+from pocprint.reads.history import case_forecast, order_forecasts
 from pocprint.reads.outcomes import devices_awaiting_outcome
 from pocprint.services import cases as case_service
 from pocprint.services import outcomes as outcome_service
@@ -94,7 +94,8 @@ def _form_context(form=None, errors=None) -> dict:
 def _lead_times() -> list[dict]:
     """The ready time each device type would have if ordered now (before the order is placed)."""
     with read_session(lab().engine) as session:
-        return [{"type": t, **order_forecast(session, t.value, lab())} for t in DeviceType]
+        found = order_forecasts(session, [t.value for t in DeviceType], lab())
+    return [{"type": t, **found[t.value]} for t in DeviceType]
 
 
 def _save_order(save, editing: int | None = None):
