@@ -12,8 +12,9 @@ from pocprint.domain.dispatch import choose_slice
 from pocprint.domain.lead_time import quantile
 from pocprint.domain.planning import Plan, PlanJob, lay_out
 from pocprint.domain.times import as_datetime
-from pocprint.reads.board import QUEUE_STATES, _busy_until, _fleet_views
+from pocprint.reads.board import QUEUE_STATES, busy_until, fleet_views
 from pocprint.reads.history import forecast_from, print_ratios, released_devices
+from pocprint.services.dispatch import job_views
 from pocprint.store.models import BuildJob, Case, JobSlice, Printer, utcnow
 
 DEFAULT_PRINT_H = 4.0  # a job not yet sliced, with no history of its kind to go by
@@ -32,15 +33,13 @@ def _print_hours_by_kind(rows) -> dict[str, float]:
 
 def planning(session: Session, lab, now: datetime | None = None) -> dict:
     """The plan, with names for display: {plan, printers, jobs, ratios}."""
-    from pocprint.services.dispatch import job_views
-
     now = now or utcnow()
     printer_rows = session.exec(select(Printer).where(Printer.enabled).order_by(Printer.id)).all()
-    fleet = _fleet_views(session, lab, list(printer_rows), now)
+    fleet = fleet_views(session, lab, list(printer_rows), now)
     usable = [
         v for v in fleet.values() if v.calibration_due is None or v.calibration_due >= now.date()
     ]
-    busy = _busy_until(session, list(printer_rows), now)
+    busy = busy_until(session, list(printer_rows), now)
     history = released_devices(session)
     ratios = print_ratios(history)
     print_h = _print_hours_by_kind(history)
