@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import select
 
 from pocprint.services.lab import build_lab
-from pocprint.store.db import read_session, upgrade
-from pocprint.store.models import User, utcnow
+from pocprint.store.db import read_session, unit_of_work, upgrade
+from pocprint.store.models import Case, DeviceOutcome, User, utcnow
 
 from a11y import check_page
 from conftest import PASSWORD, make_settings, write_printer
@@ -58,16 +58,21 @@ def service(tmp_path):
         needed_by=date.today() + timedelta(days=30),
         estimate_h=3,
     )
+    with read_session(lab.engine) as s:
+        presc = s.exec(select(User.id).where(User.username == "presc")).one()
+    used = past_device(lab, presc, device_type="surgical_guide", lead_h=30, printer="bench-a")
+    with unit_of_work(lab.engine) as s:
+        s.get(Case, used["case_id"]).procedure_date = date.today() - timedelta(days=1)
     lab.engine.dispose()
     service = ServiceProcess(settings, tmp_path / "service.log").start()
     try:
-        yield service, late, calm
+        yield service, late, calm, used
     finally:
         service.stop()
 
 
 def test_planning_page_at_tablet_size(service):
-    svc, late, calm = service
+    svc, late, calm, _used = service
     with chromium() as browser:
         page = browser.new_context(viewport=TABLET, has_touch=True).new_page()
         page.goto(f"{svc.url}/login")
@@ -93,3 +98,54 @@ def test_planning_page_at_tablet_size(service):
         assert "needed by" in risk.inner_text()
         problems = {k: v for k, v in check_page(page, "manager-planning").items() if v}
         assert not problems, problems
+
+
+def _signed_in(browser, base: str, username: str):
+    page = browser.new_context(viewport=TABLET, has_touch=True).new_page()
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return page
+
+
+def test_metrics_and_the_outcome_form_at_tablet_size(service):
+    svc, _late, _calm, used = service
+    with chromium() as browser:
+        page = _signed_in(browser, svc.url, "manager")
+        page.click("nav >> text=Metrics")
+        page.wait_for_load_state("networkidle")
+        charts = page.locator("img.chart")
+        assert charts.count() == 6
+        for i in range(6):  # every chart loaded as a real image
+            assert page.evaluate("(img) => img.naturalWidth", charts.nth(i).element_handle()) > 300
+        problems = {k: v for k, v in check_page(page, "manager-metrics").items() if v}
+        assert not problems, problems
+
+        page = _signed_in(browser, svc.url, "presc")
+        page.goto(f"{svc.url}/cases/{used['case_id']}")
+        page.click("#outcomes-due >> text=Tell the lab how it did")
+        page.wait_for_load_state()
+        problems = {k: v for k, v in check_page(page, "presc-outcome").items() if v}
+        assert not problems, problems
+        page.check("input[name=used_as_intended][value=yes]")
+        page.check("input[name=plan_changed][value=yes]")
+        page.check("input[name=fit][value=good]")
+        page.fill("input[name=time_saved_min]", "20")
+        page.click("form.outcome-form button[type=submit]")
+        page.wait_for_load_state()
+        assert f"/cases/{used['case_id']}" in page.url
+    settings = svc.settings
+    from sqlalchemy import create_engine
+
+    engine = create_engine(settings.database_url)
+    with read_session(engine) as s:
+        (row,) = s.exec(select(DeviceOutcome)).all()
+    engine.dispose()
+    assert (row.used_as_intended, row.plan_changed, row.fit, row.time_saved_min) == (
+        True,
+        True,
+        "good",
+        20,
+    )
