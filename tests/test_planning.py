@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlmodel import select
-from test_web import login
+from test_web import csrf_of, login
 
 from pocprint.domain.planning import PlanJob, lay_out
 from pocprint.reads.planning import at_risk, planning
@@ -176,3 +176,48 @@ def test_the_worker_tells_each_late_case_once(lab, queue):
     with read_session(lab.engine) as s:
         (note,) = s.exec(select(Notification).where(Notification.subject == queue["soon"]["code"]))
     assert note.detail["link"] == "/planning/"
+
+
+def test_urgent_override_offered_on_the_page_saves_the_case_and_names_who_pays(lab, people):
+    """One printer: C-first is needed in five days and prints 60 h; C-long in six and prints
+    100 h, so in needed-by order it ends too late. Urgent, it is in time, and C-first is not."""
+    uid = people["manager"].user_id
+    for _ in range(5):  # after the print: 20 % of 40 h = 8 h
+        past_device(lab, uid, device_type="surgical_guide", lead_h=40, printer="bench-offline")
+    today = date.today()
+    first = past_device(
+        lab,
+        uid,
+        device_type="surgical_guide",
+        lead_h=40,
+        stop_after="sliced",
+        needed_by=today + timedelta(days=5),
+        estimate_h=60,
+    )
+    long = past_device(
+        lab,
+        uid,
+        device_type="surgical_guide",
+        lead_h=40,
+        stop_after="sliced",
+        needed_by=today + timedelta(days=6),
+        estimate_h=100,
+    )
+    app = create_app(lab.settings, lab)
+    client = app.test_client()
+    login(client, "manager")
+    html = client.get("/planning/").get_data(as_text=True)
+    risk = html.split(f'data-case="{long["code"]}"', 1)[1].split("</li>\n    \n", 1)[0]
+    assert "urgent override" in risk and f"makes {first['code']} late" in risk
+    action = f"/board/jobs/{long['job_id']}/urgent"
+    assert action in risk
+    token = csrf_of(html)
+    done = client.post(
+        action,
+        data={"csrf_token": token, "urgent": "1", "reason": "Surgery moved earlier"},
+        headers={"Referer": "/planning/"},
+    )
+    assert done.status_code in (302, 303)
+    html = client.get("/planning/").get_data(as_text=True)
+    assert f'data-case="{long["code"]}"' not in html
+    assert f'data-case="{first["code"]}"' in html

@@ -115,7 +115,8 @@ def at_risk(data: dict) -> list[dict]:
     out = []
     for bar in plan.at_risk():
         job = data["jobs"][bar.job_id]
-        rescues = [r.words(names) for r in plan.rescues.get(bar.job_id, ())]
+        found = plan.rescues.get(bar.job_id, ())
+        rescues = [r.words(names) for r in found]
         out.append(
             {
                 "job_id": bar.job_id,
@@ -127,6 +128,7 @@ def at_risk(data: dict) -> list[dict]:
                 "printer": names.get(bar.printer_id),
                 "rescues": rescues,
                 "rescue": "; or ".join(rescues) if rescues else None,
+                "urgent_saves": any(r.kind == "urgent_override" for r in found),
             }
         )
     return out
