@@ -124,6 +124,18 @@ def test_metrics_and_the_outcome_form_at_tablet_size(service):
         assert not problems, problems
 
         page = _signed_in(browser, svc.url, "presc")
+        page.goto(f"{svc.url}/cases/new")
+        warning = page.locator("#lead-time-warning")
+        page.check("input[name=device_type][value=surgical_guide]")
+        guide = page.locator('#lead-times li[data-device-type="surgical_guide"]')
+        assert "chosen" in guide.get_attribute("class")
+        assert "ready by" in guide.inner_text() and "90 %" in guide.inner_text()
+        page.fill("input[name=needed_by]", date.today().isoformat())
+        assert warning.is_visible()  # the guides took 40 h: today is too soon
+        page.fill("input[name=needed_by]", (date.today() + timedelta(days=30)).isoformat())
+        assert warning.is_hidden()
+        problems = {k: v for k, v in check_page(page, "presc-order-form").items() if v}
+        assert not problems, problems
         page.goto(f"{svc.url}/cases/{used['case_id']}")
         page.click("#outcomes-due >> text=Tell the lab how it did")
         page.wait_for_load_state()
