@@ -28,7 +28,7 @@ def test_order_form_shows_ready_time_with_its_interval_before_placing(app):
     client = app.test_client()
     login(client, "presc")
     html = client.get("/cases/new").get_data(as_text=True)
-    guide = re.search(r'data-device-type="surgical_guide">(.*?)</li>', html, re.S).group(1)
+    guide = re.search(r'data-device-type="surgical_guide"[^>]*>(.*?)</li>', html, re.S).group(1)
     assert "ready by" in guide and "90 %" in guide
     assert "5 past surgical guide cases" in guide
 
