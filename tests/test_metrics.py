@@ -167,3 +167,15 @@ def test_metrics_for_lab_manager_and_auditor_only(lab, client):
         assert c.get(f"/metrics/turnaround.csv?{RANGE}").status_code == status, user
     html = client.get(f"/metrics/?{RANGE}").get_data(as_text=True)
     assert html.count('class="chart"') == 6
+
+
+def test_step_times_per_device_type_printer_and_material(client):
+    r = client.get(f"/metrics/steps.csv?{RANGE}")
+    assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    prints = {x["device_type"]: x for x in rows if x["step"] == "finished"}
+    guide = prints["surgical_guide"]
+    assert (guide["printer"], guide["material"], guide["cases"]) == ("bench-offline", "PLA", "4")
+    expected = [h * (SHARES["finished"] - SHARES["started"]) for h in GUIDES]
+    assert float(guide["median_h"]) == pytest.approx(float(np.median(expected)))
+    assert float(guide["p90_h"]) == pytest.approx(float(np.percentile(expected, 90)))

@@ -39,7 +39,7 @@ METRICS = (
 )
 
 
-def _bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+def bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     return (
         datetime.combine(date_from, time.min, tzinfo=UTC),
         datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC),
@@ -200,7 +200,7 @@ def lab_metrics(
     """Every metric for devices released (or builds printed) within [date_from, date_to]."""
     if date_to < date_from:
         raise ValueError("the range ends before it begins")
-    start, end = _bounds(date_from, date_to)
+    start, end = bounds(date_from, date_to)
     history = released_devices(session, start, end)
     printers = {p.id: p.name for p in session.exec(select(Printer).order_by(Printer.id)).all()}
     return {

@@ -8,7 +8,8 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from pocprint.domain.roles import Permission
 from pocprint.reads.auditor import to_csv
-from pocprint.reads.metrics import METRICS, lab_metrics
+from pocprint.reads.history import released_devices, step_durations
+from pocprint.reads.metrics import METRICS, bounds, lab_metrics
 from pocprint.services.errors import Invalid
 from pocprint.store.db import read_session
 from pocprint.store.models import utcnow
@@ -50,6 +51,23 @@ def index():
         metrics=[_metrics(date_from, date_to)[name] for name in METRICS],
         date_from=date_from,
         date_to=date_to,
+    )
+
+
+@bp.route("/steps.csv")
+@requires(Permission.VIEW_AUDIT)
+def steps():
+    """What each step took (median, 90th percentile) per device type, printer and material:
+    the figures the lead-time forecast and the planning page learn from."""
+    date_from, date_to = _range()
+    with read_session(lab().engine) as session:
+        history = released_devices(session, *bounds(date_from, date_to))
+    rows = step_durations(history, by=("device_type", "printer", "material"))
+    filename = f"steps-{date_from.isoformat()}-{date_to.isoformat()}.csv"
+    return Response(
+        to_csv(rows) or "device_type,printer,material,step,cases,median_h,p90_h\n",
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
