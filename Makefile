@@ -17,7 +17,7 @@ PORT ?= 8080
 
 
 .PHONY: vendor-axe
-.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace bench-faults lint format apt system-deps test-system-deps bench-system-deps clean-demo
+.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace bench-faults bench-planning lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
@@ -27,13 +27,18 @@ test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: bench-spine bench-mesh bench-fleet bench-trace bench-faults
+bench: bench-spine bench-mesh bench-fleet bench-trace bench-faults bench-planning
 
 bench-spine: $(VENV)/.installed system-deps
 	$(PY) -m bench.spine
 
 bench-trace: $(VENV)/.installed system-deps
 	$(PY) -m bench.trace
+
+# Lead-time forecast back-test on a generated year of cases (bench/planning.py states the
+# distributions): median absolute error and coverage of the 90 % bound.
+bench-planning: $(VENV)/.installed
+	$(PY) -m bench.planning
 
 # The kill-point suite on a real OctoPrint and PrusaSlicer; PostgreSQL too when
 # POCPRINT_TEST_DATABASE_URL is set.

@@ -81,6 +81,8 @@ class Settings:
     directory: dict = field(default_factory=dict)
     notifications: dict = field(default_factory=dict)
     fhir: dict = field(default_factory=dict)
+    # Lead-time forecast (issue 12): min_cases, default_median_h, default_p90_h.
+    planning: dict = field(default_factory=dict)
     outbox_interval_s: float = 2.0
     # Outbox deliveries (e-mail, webhooks, PACS archive) are retried longer than worker steps:
     # a mail server or PACS down for an hour must not lose a message.
@@ -247,6 +249,7 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         directory=raw.get("directory", {}),
         notifications=raw.get("notifications", {}),
         fhir=raw.get("fhir", {}),
+        planning=raw.get("planning", {}),
         outbox_interval_s=float(worker.get("outbox_interval_s", 2.0)),
         outbox_retry_base_s=float(worker.get("outbox_retry_base_s", 30.0)),
         outbox_retry_max_s=float(worker.get("outbox_retry_max_s", 1800.0)),

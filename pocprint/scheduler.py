@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pocprint.reads.board import queue
+from pocprint.reads.planning import at_risk, planning
 from pocprint.services import notifications, outbox, pacs
 from pocprint.services.dispatch import dispatch_ready_jobs
 from pocprint.services.lab import Lab
@@ -52,6 +53,7 @@ class Worker:
         self._add("sweep", sweep, settings.sweep_interval_s)
         self._add("outbox", deliver_outbox, settings.outbox_interval_s)
         self._add("at_risk", notify_jobs_at_risk, settings.at_risk_interval_s)
+        self._add("planning", notify_cases_at_risk, settings.at_risk_interval_s)
 
     def _add(self, name: str, func, seconds: float) -> None:
         def run():
@@ -102,3 +104,11 @@ def notify_jobs_at_risk(lab: Lab) -> int:
     with read_session(lab.engine) as session:
         rows = [row for row in queue(session, lab=lab) if row["at_risk"]]
     return notifications.jobs_at_risk(lab, rows) if rows else 0
+
+
+def notify_cases_at_risk(lab: Lab) -> int:
+    """The planning lay-out's prediction (history-based durations): cases predicted ready
+    after their needed-by date are told once each, with what would save them."""
+    with read_session(lab.engine) as session:
+        rows = at_risk(planning(session, lab))
+    return notifications.cases_at_risk(lab, rows) if rows else 0

@@ -69,6 +69,8 @@ def _rows(lab, people, tmp_path) -> dict[str, str]:
         message_id = outbox.add(
             s, channel="webhook", destination="matrix", subject="matrix", payload={}
         ).id
+        # The requesting clinician is the prescriber, so the outcome form is theirs.
+        s.get(Case, s.get(BuildJob, job_id).case_id).created_by = people["presc"].user_id
     with read_session(lab.engine) as s:
         job = s.get(BuildJob, job_id)
         case = s.get(Case, job.case_id)
@@ -88,6 +90,7 @@ def _rows(lab, people, tmp_path) -> dict[str, str]:
         "user_id": str(root_id),
         "token_id": str(token_id),
         "message_id": str(message_id),
+        "name": "turnaround",  # a lab metric
         "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
         "which": "original",
         "step": "support_removal",

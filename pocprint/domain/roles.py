@@ -33,6 +33,10 @@ class Permission(StrEnum):
     RECORD_POST_PROCESSING = "record_post_processing"  # post-processing steps and QA
     RELEASE_DEVICE = "release_device"
     VIEW_AUDIT = "view_audit"  # auditor pages, recall queries, exports
+    # The clinical outcome of a device, after the procedure: only the case's requesting
+    # clinician (the service checks it is theirs).
+    RECORD_CLINICAL_OUTCOME = "record_clinical_outcome"
+    REPORT_COMPLAINT = "report_complaint"  # a complaint or incident against a device
     VIEW = "view"
 
 
@@ -50,6 +54,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_MATERIALS,
             Permission.RECORD_MAINTENANCE,
             Permission.RECORD_POST_PROCESSING,
+            Permission.REPORT_COMPLAINT,
             Permission.VIEW,
         }
     ),
@@ -58,6 +63,8 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.CREATE_CASE,
             Permission.APPROVE_DESIGN,
             Permission.VIEW_IDENTIFIERS,
+            Permission.RECORD_CLINICAL_OUTCOME,
+            Permission.REPORT_COMPLAINT,
             Permission.VIEW,
         }
     ),
@@ -67,6 +74,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.SIGN_SEGMENTATION,
             Permission.APPROVE_DESIGN,
             Permission.VIEW_IDENTIFIERS,
+            Permission.REPORT_COMPLAINT,
             Permission.VIEW,
         }
     ),
@@ -77,6 +85,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_MATERIALS,
             Permission.RECORD_MAINTENANCE,
             Permission.RELEASE_DEVICE,
+            Permission.REPORT_COMPLAINT,
             Permission.VIEW_AUDIT,
             Permission.VIEW,
         }

@@ -27,13 +27,13 @@ def as_datetime(value) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def local_text(value, zone_name: str | None, seconds: bool = False) -> str:
+def local_text(value, zone_name: str | None, seconds: bool = False, fmt: str | None = None) -> str:
     """'2026-12-04 23:10 CET' for a UTC time (text left as it is when it is not a time)."""
     moment = as_datetime(value)
     if moment is None:
         return "—" if value in (None, "") else str(value)
     local = moment.astimezone(zone(zone_name))
-    return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+    return local.strftime(fmt or ("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z"))
 
 
 def from_local_input(text: str, zone_name: str | None) -> datetime:

@@ -153,6 +153,11 @@ EVENTS = {
     "outbox.retried": "sent again by an administrator",
     "outbox.lease_expired": "sending cut off: will try again",
     "user.directory_synced": "name or roles updated from the directory",
+    # planning and outcomes (issue 12)
+    "case.at_risk": "predicted ready after its needed-by date",
+    "device.outcome": "clinical outcome recorded by the requesting clinician",
+    "device.complaint": "complaint recorded",
+    "device.incident": "incident recorded",
 }
 
 

@@ -18,7 +18,7 @@ QUEUE_STATES = (JobState.SLICE_QUEUED, JobState.SLICING, JobState.SLICE_FAILED, 
 CALIBRATION_WARNING = timedelta(days=7)
 
 
-def _fleet_views(session: Session, lab, rows: list[Printer], now: datetime):
+def fleet_views(session: Session, lab, rows: list[Printer], now: datetime):
     """Dispatch's own view of printers, so the board shows exactly what dispatch decides."""
     if lab is None:
         return {}
@@ -81,7 +81,7 @@ def printers(session: Session, lab=None, now: datetime | None = None) -> list[di
             .order_by(BuildJob.updated_at)
         ).all()
     }
-    views = _fleet_views(session, lab, rows, now)
+    views = fleet_views(session, lab, rows, now)
     mismatch = _waiting_materials_by_printer(session, views) if views else {}
     holds = Holds(session, lab, now) if lab is not None else None
     out = []
@@ -144,7 +144,7 @@ def printers(session: Session, lab=None, now: datetime | None = None) -> list[di
     return out
 
 
-def _busy_until(session: Session, rows: list[Printer], now: datetime) -> dict[int, datetime]:
+def busy_until(session: Session, rows: list[Printer], now: datetime) -> dict[int, datetime]:
     """When each occupied printer should be free: the printer's own time left, else the
     job's start plus the slicer's estimate (manual printers report no time left)."""
     running = {
@@ -184,10 +184,10 @@ def queue(session: Session, now: datetime | None = None, lab=None) -> list[dict]
     ).all():
         slice_counts.setdefault(job_id, []).append(profile)
     printer_rows = session.exec(select(Printer).where(Printer.enabled)).all()
-    fleet = list(_fleet_views(session, lab, printer_rows, now).values())
+    fleet = list(fleet_views(session, lab, printer_rows, now).values())
     holds = Holds(session, lab, now) if lab is not None else None
     if fleet:
-        busy = _busy_until(session, printer_rows, now)
+        busy = busy_until(session, printer_rows, now)
         finish = predict_finish(fleet, busy, views, now)
     else:  # no fleet known: one after the other
         finish, ahead = {}, timedelta(0)

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from pocprint.domain.roles import Role, parse_roles
+from pocprint.reads.outcomes import clinical_outcomes
 from pocprint.services.audit import plain
 from pocprint.store.models import (
     AuditEvent,
@@ -184,6 +185,8 @@ def registry_export(session: Session, case_id: int) -> dict | None:
             },
             "physical_models": list(prints.values())[:5],
             "procedure": {"procedure_date": case.procedure_date},
+            # The requesting clinician's outcome per device (issue 12), latest answer each.
+            "clinical_impact": clinical_outcomes(session, case.id),
             "effort": effort,
         }
     )

@@ -226,3 +226,40 @@ def jobs_at_risk(lab, at_risk: list[dict]) -> int:
                 )
                 told += 1
     return told
+
+
+def cases_at_risk(lab, at_risk: list[dict]) -> int:
+    """Tell once per case and needed-by date that the planning lay-out predicts it ready too
+    late, with what would save it; `at_risk` rows: {job_id, ready, rescue}. Returns how many
+    were new."""
+    told = 0
+    with unit_of_work(lab.engine) as session:
+        for row in at_risk:
+            job = session.get(BuildJob, row["job_id"])
+            if job is None:
+                continue
+            case = session.get(Case, job.case_id)
+            ready = row["ready"]
+            rescue = row.get("rescue") or "no re-planning saves it: agree a new date"
+            note = emit(
+                session,
+                Event.JOB_AT_RISK,
+                case=case,
+                subject=case.code,
+                reason=f"predicted ready {ready:%Y-%m-%d %H:%M} UTC, needed by "
+                f"{case.needed_by.isoformat()}; {rescue}",
+                link="/planning/",
+                dedupe_key=f"case_at_risk:{case.code}:{case.needed_by.isoformat()}",
+            )
+            if note is not None:
+                audit.record(
+                    session,
+                    SYSTEM,
+                    "case.at_risk",
+                    "case",
+                    case.code,
+                    after={"predicted_ready": ready, "needed_by": case.needed_by},
+                    reason=rescue,
+                )
+                told += 1
+    return told

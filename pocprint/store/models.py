@@ -559,3 +559,36 @@ class OutboxMessage(SQLModel, table=True):
     updated_at: datetime | None = Field(default_factory=utcnow)
     lease_owner: str | None = Field(default=None, max_length=120)
     lease_expires_at: datetime | None = None
+
+
+# --- planning and outcomes (issue 12) ---
+
+
+class DeviceOutcome(SQLModel, table=True):
+    """What the requesting clinician says of a device after the procedure. Appended, never
+    rewritten: a correction is a new row and the latest counts (the registry export)."""
+
+    __tablename__ = "device_outcome"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", index=True)
+    used_as_intended: bool
+    plan_changed: bool
+    fit: str = Field(max_length=20)  # good | acceptable | poor | not_applicable
+    time_saved_min: int | None = None  # the clinician's estimate; None: cannot say
+    comment: str = Field(default="", max_length=2000)
+    recorded_by: int = Field(foreign_key="user_account.id")
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class DeviceComplaint(SQLModel, table=True):
+    """A complaint or an incident about a device (post-market surveillance record): found
+    again by the device's lot, printer and profile. Appended, never rewritten."""
+
+    __tablename__ = "device_complaint"
+    id: int | None = Field(default=None, primary_key=True)
+    build_job_id: int = Field(foreign_key="build_job.id", index=True)
+    kind: str = Field(max_length=20)  # complaint | incident
+    serious: bool = False  # a serious incident (MDR Art. 87) must also be reported
+    description: str = Field(max_length=4000)
+    reported_by: int = Field(foreign_key="user_account.id")
+    reported_at: datetime = Field(default_factory=utcnow)

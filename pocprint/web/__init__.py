@@ -92,7 +92,10 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     from pocprint.web import (  # traceability (issue 6)
         auditor,
         materials,
+        metrics,
         outbox,  # hospital integration (issue 11)
+        outcomes,
+        planning,  # planning and outcomes (issue 12)
         postprocessing,
     )
 
@@ -101,6 +104,9 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
     app.register_blueprint(materials.bp)
     app.register_blueprint(postprocessing.bp)
     app.register_blueprint(auditor.bp)
+    app.register_blueprint(planning.bp)
+    app.register_blueprint(outcomes.bp)
+    app.register_blueprint(metrics.bp)
     api.init_api(app, csrf)
     errors.register(app)
     filters.register(app)

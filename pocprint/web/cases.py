@@ -18,7 +18,10 @@ from pocprint.domain.cases import (
 from pocprint.domain.roles import Permission, permissions_of
 from pocprint.reads.cases import NEEDED_BY, case_detail, case_list
 from pocprint.reads.clearance import clearance, reviews, signature_history
+from pocprint.reads.history import case_forecast, order_forecasts
+from pocprint.reads.outcomes import devices_awaiting_outcome
 from pocprint.services import cases as case_service
+from pocprint.services import outcomes as outcome_service
 from pocprint.services import pacs
 from pocprint.services import parts as part_service
 from pocprint.services import review as review_service
@@ -84,7 +87,15 @@ def _form_context(form=None, errors=None) -> dict:
         "pacs": lab().hospital.pacs,
         "code_hint": lab().settings.patient_code_hint,
         "form": form or {},
+        "lead_times": _lead_times(),
     }
+
+
+def _lead_times() -> list[dict]:
+    """The ready time each device type would have if ordered now (before the order is placed)."""
+    with read_session(lab().engine) as session:
+        found = order_forecasts(session, [t.value for t in DeviceType], lab())
+    return [{"type": t, **found[t.value]} for t in DeviceType]
 
 
 def _save_order(save, editing: int | None = None):
@@ -190,6 +201,9 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         }
         case_signatures = signature_history(session, "case", case_id)
         past_reviews = reviews(session, case_id)
+        lead = case_forecast(session, data["case"], lab())
+        mine = outcome_service.may_record_outcome(actor(), data["case"])
+        outcomes_due = devices_awaiting_outcome(session, data["case"]) if mine else []
     return render_template(
         "cases/detail.html",
         **data,
@@ -202,6 +216,8 @@ def _detail_page(case_id: int, signing_form: dict | None = None, status: int = 2
         warnings=order_warnings(data["case"].__dict__),
         describe=describe,
         signing_form=signing_form or {},
+        lead=lead,
+        outcomes_due=outcomes_due,
     ), status
 
 

@@ -27,6 +27,11 @@ def dts(value) -> str:
     return local_text(value, site_zone(), seconds=True)
 
 
+def when(value) -> str:
+    """A predicted time as people say it: 'Mon 07 Dec 14:00 CET' in the site's time zone."""
+    return local_text(value, site_zone(), fmt="%a %d %b %H:%M %Z")
+
+
 def dur(seconds) -> str:
     if seconds is None:
         return "—"
@@ -87,6 +92,7 @@ def register(app: Flask) -> None:
         dt=dt,
         dts=dts,
         dur=dur,
+        when=when,
         num=num,
         extents=extents,
         flat=flat,
