@@ -42,7 +42,8 @@ from pocprint.mesh.analyse import (
     weld_exact,
 )
 from pocprint.mesh.close import close_candidate
-from pocprint.mesh.errors import MeshError
+from pocprint.mesh.errors import MeshError, TooComplex
+from pocprint.mesh.overlaps import overlapping_pairs_per_face, search_too_costly
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
@@ -123,6 +124,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     v0, f0 = weld_exact(mesh.vertices, mesh.faces)
     if len(f0) == 0:
         raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
+    _bound_self_intersection_search(v0, f0, settings)
     # One MeshSet serves the self-intersection count of the input and then the filters.
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
@@ -234,6 +236,25 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         methods={"self_intersections_after": si_method},
         candidate=candidate,
     )
+
+
+def _bound_self_intersection_search(
+    vertices: np.ndarray, faces: np.ndarray, settings: RepairSettings
+) -> None:
+    """Stop before MeshLab's pair search when it would test most pairs of faces."""
+    per_face = overlapping_pairs_per_face(vertices, faces)
+    if search_too_costly(per_face, len(faces), settings.max_box_overlaps_per_face):
+        raise TooComplex(
+            "too complex to repair automatically: on average each triangle's bounding box "
+            f"overlaps about {per_face:,.0f} others (limit "
+            f"{settings.max_box_overlaps_per_face:g}), as in a soup of random triangles; "
+            "the self-intersection search was not run",
+            {
+                "box_overlaps_per_face": round(per_face, 1),
+                "max_box_overlaps_per_face": settings.max_box_overlaps_per_face,
+                "triangles": len(faces),
+            },
+        )
 
 
 def _timed(function, *args):
