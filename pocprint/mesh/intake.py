@@ -24,7 +24,8 @@ def declared_unit(source: Path, fmt: str) -> str | None:
 
 def work_on_part(request: dict, on_read: Callable[[int], None] = lambda _n: None) -> dict:
     """Request: source, fmt, units (None: decide), device_type, out (where the repaired
-    binary STL goes). ``on_read(triangles)`` is called once the file is read. Returns
+    binary STL goes); to decide the unit also anatomy (the order's size rows) and band (the
+    plausible sizes, see ``units.size_score``). ``on_read(triangles)`` is called once the file is read. Returns
     ``{"unclear": guess}`` when the unit must be confirmed, else the repair's record."""
     source, fmt = Path(request["source"]), request["fmt"]
     units = request.get("units")
@@ -35,7 +36,14 @@ def work_on_part(request: dict, on_read: Callable[[int], None] = lambda _n: None
     guess = None
     if units is None:
         # Size decides; the volume is only shown, and trimesh's is_volume costs seconds.
-        guess = guess_units(tuple(mesh.extents), None, declared_unit(source, fmt))
+        band = request.get("band")
+        guess = guess_units(
+            tuple(mesh.extents),
+            None,
+            declared_unit(source, fmt),
+            anatomy=request.get("anatomy"),
+            band=None if band is None else (tuple(band[0]), tuple(band[1])),
+        )
         if not guess.clear:
             return {"unclear": guess.to_dict()}
         units = guess.proposed

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import or_
 from sqlmodel import select
 
+from pocprint.domain.anatomy_sizes import plausible_band, ranges_for
 from pocprint.domain.states import PartState, Verdict
 from pocprint.faults import kill_point
 from pocprint.mesh.bounded import run_bounded
@@ -23,6 +24,7 @@ from pocprint.mesh.errors import MeshError, TooComplex
 from pocprint.mesh.units import UNIT_TO_MM
 from pocprint.services import audit, leases
 from pocprint.services.actors import SYSTEM
+from pocprint.services.anatomy import size_ranges
 from pocprint.services.lab import Lab
 from pocprint.services.transitions import StaleState, move
 from pocprint.store.db import read_session, unit_of_work
@@ -70,12 +72,14 @@ def process_part(lab: Lab, part_id: int) -> bool:
             return False
         source, fmt, units = lab.blobs.path(part.source_sha256), part.fmt, part.units
         attempts = part.attempts
-        device_type = session.get(Case, part.case_id).device_type
+        case = session.get(Case, part.case_id)
+        device_type = case.device_type
+        sizes = _unit_evidence(lab, case.anatomy) if units is None else {}
     kill_point("part.claimed")
     log.info("part %s: analysis and repair started", part_id)
     try:
         with leases.renewed(lab, Part, part_id, lease, PartState.PROCESSING):
-            outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type)
+            outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type, sizes)
     except MeshError as exc:
         _finish(lab, part_id, lease, PartState.REJECTED, "part.rejected", str(exc))
         return True
@@ -93,7 +97,18 @@ def process_part(lab: Lab, part_id: int) -> bool:
     return True
 
 
-def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type) -> dict:
+def _unit_evidence(lab: Lab, anatomy: list | None) -> dict:
+    """What decides a unit besides the file: the size rows of the order's anatomy, and the
+    plausible band from the whole anatomy table and the printers' beds."""
+    sizes = size_ranges(lab.settings.anatomy_file)
+    beds = [max(d.build_volume) for d in lab.printers.values()]
+    return {
+        "anatomy": [r.to_dict() for r in ranges_for(anatomy, sizes)],
+        "band": plausible_band(sizes, beds),
+    }
+
+
+def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type, sizes) -> dict:
     """The mesh work runs in a child process under the part's limits (mesh/bounded.py); here
     only the repaired file is stored."""
     with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
@@ -104,6 +119,7 @@ def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type) -> d
             "units": units,
             "device_type": device_type,
             "out": str(out),
+            **sizes,
         }
         outcome = run_bounded(request, lab.settings.mesh_limits, source.stat().st_size)
         if "unclear" in outcome:
@@ -117,8 +133,8 @@ def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type) -> d
 
 
 def _guess_dict(guess: dict) -> dict:
-    keys = ("proposed", "scale_to_mm", "clear", "reasons", "candidates")
-    return {key: guess[key] for key in keys}
+    keys = ("proposed", "scale_to_mm", "clear", "reasons", "candidates", "anatomy")
+    return {key: guess.get(key) for key in keys}
 
 
 def _record(lab: Lab, part_id: int, lease: str, outcome: dict) -> None:
