@@ -45,6 +45,7 @@ from pocprint.mesh.close import close_candidate
 from pocprint.mesh.errors import MeshError, TooComplex
 from pocprint.mesh.overlaps import overlapping_pairs_per_face, search_too_costly
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
+from pocprint.mesh.removed import removed_pieces, removed_summary
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
@@ -187,7 +188,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
                 v1, f1, edges, after, gate = made["mesh"]
                 repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
         t1 = clock()
-        fidelity, match = _fidelity_and_match(v0, f0, v1, f1)
+        fidelity, match = _fidelity_and_match(v0, f0, v1, f1, settings)
         spent["fidelity"] += clock() - t1
         t1 = clock()
         walls = thin_walls(
@@ -705,7 +706,11 @@ def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) ->
 
 
 def _fidelity_and_match(
-    v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray
+    v0: np.ndarray,
+    f0: np.ndarray,
+    v1: np.ndarray,
+    f1: np.ndarray,
+    settings: RepairSettings | None = None,
 ) -> tuple[dict, dict]:
     """Compare the repaired mesh with the original: kept, invented and removed surface.
 
@@ -736,7 +741,14 @@ def _fidelity_and_match(
     areas0 = face_areas(v0, f0)
     zero_area = areas0 <= 0.0
     invented_groups = _groups(v1, f1[~kept])
-    removed_groups = _groups(v0, f0[removed & ~zero_area])
+    settings = settings or RepairSettings()
+    pieces = removed_pieces(
+        v0,
+        f0,
+        removed & ~zero_area,
+        settings.min_component_faces,
+        settings.noise_volume_mm3,
+    )
     kept_faces = f1[kept]
     if f1 is f0 and v1 is v0:  # the same faces: the same areas
         kept_area = float(areas0.sum())
@@ -763,14 +775,7 @@ def _fidelity_and_match(
             "largest_patches": invented_groups[:_DETAIL_LIMIT],
             "patch_diameters_mm": [g["diameter_mm"] for g in invented_groups],
         },
-        "removed": {
-            "components": len(removed_groups),
-            "faces": int((removed & ~zero_area).sum()),
-            "area_mm2": float(sum(g["area_mm2"] for g in removed_groups)),
-            "largest_diameter_mm": max((g["diameter_mm"] for g in removed_groups), default=0.0),
-            "zero_area_faces_dropped": int((removed & zero_area).sum()),
-            "largest_components": removed_groups[:_DETAIL_LIMIT],
-        },
+        "removed": removed_summary(pieces, int((removed & zero_area).sum())),
     }, match
 
 
@@ -841,11 +846,14 @@ def _fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:
             "that the closed surface is anatomically plausible."
         )
     removed = fidelity["removed"]
-    if removed["largest_diameter_mm"] > settings.max_removed_diameter_mm:
+    if removed["largest_anatomy_diameter_mm"] > settings.max_removed_diameter_mm:
+        noise = removed["components"] - removed["anatomy_pieces"]
         reasons.append(
-            f"The repair removed {removed['components']} region(s), {removed['area_mm2']:.1f} "
-            f"mm2 in total; the largest is {removed['largest_diameter_mm']:.1f} mm across "
-            f"(limit {settings.max_removed_diameter_mm} mm). Check that no anatomy was lost."
+            f"The repair removed {removed['anatomy_pieces']} piece(s) of real surface, "
+            f"{removed['anatomy_area_mm2']:.1f} mm2 in total; the largest is "
+            f"{removed['largest_anatomy_diameter_mm']:.1f} mm across (limit "
+            f"{settings.max_removed_diameter_mm} mm). Check that no anatomy was lost."
+            + (f" ({noise} noise piece(s) removed too: see the list.)" if noise else "")
         )
     return reasons
 
