@@ -44,9 +44,11 @@ from pocprint.mesh.analyse import (
 from pocprint.mesh.close import close_candidate
 from pocprint.mesh.errors import MeshError, TooComplex
 from pocprint.mesh.overlaps import overlapping_pairs_per_face, search_too_costly
+from pocprint.mesh.ray import count_ray_hits
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
 from pocprint.mesh.removed import removed_pieces, removed_summary
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
+from pocprint.mesh.stopwatch import Stopwatch
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
@@ -122,62 +124,46 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     settings = settings or RepairSettings()
     clock = time.perf_counter
     t0 = clock()
-    v0, f0 = weld_exact(mesh.vertices, mesh.faces)
-    if len(f0) == 0:
-        raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
-    _bound_self_intersection_search(v0, f0, settings)
+    watch = Stopwatch(("analysis", "repair", "gate", "fidelity", "thin_walls"))
+    with watch.phase("analysis"):
+        v0, f0 = weld_exact(mesh.vertices, mesh.faces)
+        if len(f0) == 0:
+            raise MeshError(
+                "no_triangles", "The mesh has no triangles, so there is nothing to repair."
+            )
+        _bound_self_intersection_search(v0, f0, settings)
     # One MeshSet serves the self-intersection count of the input and then the filters.
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
-    spent = dict.fromkeys(("analysis", "repair", "gate", "fidelity", "thin_walls"), 0.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The count runs while numpy works below; it must end before any other pymeshlab
         # call (the filters, or the count after repair), which waits for it.
         si_job = pool.submit(_timed, select_self_intersections, ms)
-        t1 = clock()
-        before, details = analyse_welded_details(v0, f0)
-        clean = _nothing_to_repair(v0, before, details, settings)
-        spent["analysis"] += clock() - t1 + (t1 - t0)
+        with watch.phase("analysis"):
+            before, details = analyse_welded_details(v0, f0)
+            clean = _nothing_to_repair(v0, before, details, settings)
 
-        t1 = clock()
         steps: list[dict] = []
-        if clean is None:
-            si_job.result()
-            _run_filters(ms, settings, steps)
-            current = ms.current_mesh()
-            v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
-            del current
-            ms.clear()  # MeshLab's copies are not needed any more (memory)
-            edges = edge_table(f1, len(v1))
-        else:
-            # The filters would leave the mesh exactly as it is (see _nothing_to_repair).
-            steps.append({"filter": "meshlab_repair_filters", "params": {}, "skipped": clean})
-            v1, f1, edges = v0, f0, details["edges"]
-        # With every edge manifold (clean), the analysis' shells are the orientation's shells.
-        shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
-        f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
-        repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
-        spent["repair"] += clock() - t1
+        with watch.phase("repair"):
+            v1, f1, edges = _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps)
+            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
 
-        t1 = clock()
-        # Nothing changed: the figures of the input hold for the output.
-        after_details = details
-        if f1 is not f0:
-            after, after_details = analyse_welded_details(v1, f1, edges)
-        else:
-            after = before
-        spent["analysis"] += clock() - t1
-        t1 = clock()
-        gate = _gate(v1, f1, edges, after)
-        spent["gate"] += clock() - t1
+        with watch.phase("analysis"):
+            # Nothing changed: the figures of the input hold for the output.
+            after_details = details
+            if f1 is not f0:
+                after, after_details = analyse_welded_details(v1, f1, edges)
+            else:
+                after = before
+        with watch.phase("gate"):
+            gate = _gate(v1, f1, edges, after)
         standard_reasons = _gate_reasons(gate, after, settings)
         candidate: dict = {"used": False}
         if not gate["passed"] and len(f1):
-            t1 = clock()
-            made = _closed_candidate(
-                v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
-            )
-            spent["candidate"] = clock() - t1
+            with watch.phase("candidate"):
+                made = _closed_candidate(
+                    v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
+                )
             candidate = made["record"]
             if made["mesh"] is not None:
                 candidate["standard_repair"] = {
@@ -187,18 +173,16 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
                 }
                 v1, f1, edges, after, gate = made["mesh"]
                 repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
-        t1 = clock()
-        fidelity, match = _fidelity_and_match(v0, f0, v1, f1, settings)
-        spent["fidelity"] += clock() - t1
-        t1 = clock()
-        walls = thin_walls(
-            v1,
-            f1,
-            settings.min_feature_mm,
-            max_samples=settings.thin_wall_samples,
-            warn_share=settings.thin_wall_warn_share,
-        )
-        spent["thin_walls"] += clock() - t1
+        with watch.phase("fidelity"):
+            fidelity, match = _fidelity_and_match(v0, f0, v1, f1, settings)
+        with watch.phase("thin_walls"):
+            walls = thin_walls(
+                v1,
+                f1,
+                settings.min_feature_mm,
+                max_samples=settings.thin_wall_samples,
+                warn_share=settings.thin_wall_warn_share,
+            )
         t1 = clock()
         flagged0, t_si0 = si_job.result()
         waited = clock() - t1
@@ -225,7 +209,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         library_versions=library_versions(),
         fidelity=fidelity,
         duration_s={
-            **{key: round(value, 4) for key, value in spent.items()},
+            **watch.rounded(),
             # Its own duration (it runs alongside the rest, see above) and the wait for it.
             "self_intersections": round(t_si0 + t_si1, 4),
             "self_intersections_wait": round(waited, 4),
@@ -256,6 +240,27 @@ def _bound_self_intersection_search(
                 "triangles": len(faces),
             },
         )
+
+
+def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
+    """The MeshLab filters (unless there is nothing for them to change), then inside-out
+    shells turned outwards: (vertices, faces, edge table) of the repaired mesh."""
+    if clean is None:
+        si_job.result()
+        _run_filters(ms, settings, steps)
+        current = ms.current_mesh()
+        v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
+        del current
+        ms.clear()  # MeshLab's copies are not needed any more (memory)
+        edges = edge_table(f1, len(v1))
+    else:
+        # The filters would leave the mesh exactly as it is (see _nothing_to_repair).
+        steps.append({"filter": "meshlab_repair_filters", "params": {}, "skipped": clean})
+        v1, f1, edges = v0, f0, details["edges"]
+    # With every edge manifold (clean), the analysis' shells are the orientation's shells.
+    shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
+    f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
+    return v1, f1, edges
 
 
 def _timed(function, *args):
@@ -441,7 +446,9 @@ def _orient_outwards(
         point = vertices[faces[shell_faces[s][0], 0]]
         around = np.flatnonzero(closed & np.all(lo <= point, axis=1) & np.all(hi >= point, axis=1))
         nested = any(
-            _ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1 for o in around if o != s
+            count_ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1
+            for o in around
+            if o != s
         )
         if not nested:
             inverted.append(s)
@@ -463,28 +470,6 @@ def _orient_outwards(
         }
     )
     return faces, (edge_id, counts)
-
-
-def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
-    """Number of triangles hit by a ray from ``origin`` (Moller-Trumbore, vectorised).
-
-    The direction is deliberately skewed so the ray does not run along axis-aligned edges.
-    """
-    direction = np.array([0.5781, 0.5749, 0.5793])
-    e1 = tri[:, 1] - tri[:, 0]
-    e2 = tri[:, 2] - tri[:, 0]
-    p = np.cross(direction, e2)
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > 1e-18
-    inv = np.zeros_like(det)
-    inv[ok] = 1.0 / det[ok]
-    s = origin - tri[:, 0]
-    u = np.einsum("ij,ij->i", s, p) * inv
-    q = np.cross(s, e1)
-    v = (q @ direction) * inv
-    t = np.einsum("ij,ij->i", e2, q) * inv
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
-    return int(hit.sum())
 
 
 # ----------------------------------------------------------------------------- candidate
