@@ -147,7 +147,15 @@ def test_cli_anatomy_makes_the_unit_clear(tmp_path, capsys):
 
 def test_the_orders_anatomy_decides_the_unit_of_an_upload_with_its_evidence(lab, people, tmp_path):
     tech = people["tech"]
-    case_id = cases.create_case(lab, tech, **order_fields())  # Abdomen / Vessels / Abdominal aorta
+    aaa = [
+        {
+            "region": "Abdomen",
+            "subregion": "Vessels",
+            "structure": "Abdominal aorta",
+            "laterality": "midline",
+        }
+    ]
+    case_id = cases.create_case(lab, tech, **order_fields(anatomy=aaa))
     path = tmp_path / "sac.stl"
     trimesh.creation.icosphere(subdivisions=2, radius=16.5).export(path)
     part_id = cases.upload_part(lab, tech, case_id, "sac.stl", path)

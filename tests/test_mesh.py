@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from pocprint.mesh.analyse import analyse, weld_exact
 from pocprint.mesh.errors import MESH_ERROR_CODES, MeshError
+from pocprint.mesh.fidelity import fidelity as _fidelity
+from pocprint.mesh.fidelity import fidelity_reasons as _fidelity_reasons
 from pocprint.mesh.read import (
     SUPPORTED_FORMATS,
     check_upload,
@@ -31,7 +33,7 @@ from pocprint.mesh.read import (
     load_parts,
     save_mesh,
 )
-from pocprint.mesh.repair import RepairSettings, _fidelity, _fidelity_reasons, repair
+from pocprint.mesh.repair import RepairSettings, repair
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"

@@ -225,7 +225,11 @@ def test_service_stores_the_candidate_and_requires_acceptance(lab, people, tmp_p
     from conftest import PASSWORD, order_fields
 
     needed_by = date.today() + timedelta(days=7)
-    case_id = case_service.create_case(lab, people["tech"], **order_fields(needed_by=needed_by))
+    # An anatomy without an expected size (config/anatomy.toml): the unit is asked for.
+    breast = [{"region": "Breast", "subregion": "Tumour", "structure": "", "laterality": "left"}]
+    case_id = case_service.create_case(
+        lab, people["tech"], **order_fields(needed_by=needed_by, anatomy=breast)
+    )
     source = DATA / "defect_nonmanifold_shared_edge.stl"
     part_id = case_service.upload_part(lab, people["tech"], case_id, "part.stl", source)
     assert process_part(lab, part_id)
