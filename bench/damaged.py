@@ -52,8 +52,15 @@ def _mesh(v, f) -> trimesh.Trimesh:
 
 def small_holes(m, rng):
     keep = np.ones(len(m.faces), bool)
-    keep[rng.choice(len(m.faces), 3, replace=False)] = False
-    return _mesh(m.vertices, m.faces[keep]), True
+    gone = rng.choice(len(m.faces), 3, replace=False)
+    keep[gone] = False
+    # Sound when each hole (one face) is within the patch size the lab closes automatically:
+    # on a coarse mesh one face may be larger.
+    tri = m.vertices[m.faces[gone]]
+    across = float(np.linalg.norm(np.ptp(tri, axis=1), axis=1).max())
+    return _mesh(
+        m.vertices, m.faces[keep]
+    ), across <= RepairSettings().max_invented_patch_diameter_mm
 
 
 def flipped_faces(m, rng):
@@ -85,21 +92,24 @@ def noise_specks(m, rng):
     size = float(np.ptp(m.vertices, axis=0).max())
     lo, hi = m.vertices.min(axis=0), m.vertices.max(axis=0)
     pieces = []
-    for _ in range(10):
-        p = rng.uniform(lo, hi) + [size, 0, 0]
+    for _ in range(10):  # inside the model's box, so its size (and unit) stays the same
+        p = rng.uniform(lo, hi)
         pieces.append((p + rng.normal(0, 0.01 * size, (3, 3)), [[0, 1, 2]]))
     return _extra(m, pieces), True
 
 
 def degenerate_slivers(m, rng):
-    size = float(np.ptp(m.vertices, axis=0).max())
-    lo = m.vertices.min(axis=0)
+    lo, hi = m.vertices.min(axis=0), m.vertices.max(axis=0)
+    span = hi - lo
+    axis = int(np.argmax(span))
+    along = np.zeros(3)
+    along[axis] = 0.8 * span[axis]
+    thin = np.zeros(3)
+    thin[(axis + 1) % 3] = 1e-7 * span[axis]
     pieces = []
-    for i in range(20):
-        p = lo + [1.2 * size, 0.02 * i * size, 0]
-        pieces.append(
-            (np.array([p, p + [size, 0, 0], p + [size / 2, 1e-7 * size, 0]]), [[0, 1, 2]])
-        )
+    for _ in range(20):  # long zero-area triangles across the model's box
+        p = lo + rng.uniform(0.05, 0.15, 3) * span
+        pieces.append((np.array([p, p + along, p + along / 2 + thin]), [[0, 1, 2]]))
     return _extra(m, pieces), True
 
 
@@ -116,7 +126,7 @@ def large_hole(m, rng):
 def loose_fragment(m, rng):
     size = float(np.ptp(m.vertices, axis=0).max())
     box = trimesh.creation.box(extents=[0.15 * size] * 3)
-    box.apply_translation(m.vertices.max(axis=0) + 0.2 * size)
+    box.apply_translation(m.vertices.max(axis=0) - 0.075 * size)  # within the model's box
     # A 12-face closed fragment: removed as a small shell, but it encloses volume.
     lossy = 0.15 * size * np.sqrt(3) > RepairSettings().max_removed_diameter_mm
     return _extra(m, [(box.vertices, box.faces)]), not lossy

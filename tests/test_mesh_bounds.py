@@ -34,6 +34,16 @@ from service_process import Api, ServiceProcess, wait_for
 from spine_helpers import make_people
 
 SOUP_TRIANGLES = 30_000
+# An order whose anatomy has an expected size (config/anatomy.toml): the 100 mm soup and the
+# 60 mm ball are clear-cut millimetres, so no unit is asked for.
+AORTA = [
+    {
+        "region": "Abdomen",
+        "subregion": "Vessels",
+        "structure": "Abdominal aorta",
+        "laterality": "midline",
+    }
+]
 
 
 def write_soup(path: Path, triangles: int = SOUP_TRIANGLES, seed: int = 15) -> Path:
@@ -164,7 +174,7 @@ def test_a_part_past_its_limits_is_recorded_too_complex_and_the_next_is_repaired
         )
     )
     tech = people["tech"]
-    case_id = cases.create_case(lab, tech, **order_fields())
+    case_id = cases.create_case(lab, tech, **order_fields(anatomy=AORTA))
     soup_id = cases.upload_part(lab, tech, case_id, "soup.stl", write_soup(tmp_path / "s.stl"))
     ball_id = cases.upload_part(lab, tech, case_id, "ball.stl", write_sphere(tmp_path / "b.stl"))
     assert process_part(lab, soup_id) and process_part(lab, ball_id)
@@ -194,7 +204,7 @@ def test_a_soup_uploaded_to_the_running_service_leaves_it_small_and_the_next_par
     try:
         tech = Api(service.url, tokens["tech"])
         before_mb = vm_hwm_mb(service.process.pid)
-        r = tech.post("/cases", json=order_json(indication="soup test"))
+        r = tech.post("/cases", json=order_json(indication="soup test", anatomy=AORTA))
         assert r.status_code == 201, r.text
         case_id = r.json()["id"]
         ids = []
@@ -229,3 +239,39 @@ def test_a_soup_uploaded_to_the_running_service_leaves_it_small_and_the_next_par
         raise
     finally:
         service.stop()
+
+
+def test_the_worker_works_on_parts_side_by_side_in_its_slots(lab, people, tmp_path, monkeypatch):
+    """With two slots, a part past its limits does not hold back the one uploaded after it:
+    the second is repaired while the first is still being worked on."""
+    from pocprint.scheduler import MeshSlots
+
+    monkeypatch.setenv("POCPRINT_REPAIR_CONFIG", str(unbounded_search_config(tmp_path)))
+    lab.settings = lab.settings.with_(
+        mesh_limits=WorkLimits(
+            base_s=8, s_per_file_mb=0, s_per_million_triangles=0, base_memory_mb=16000
+        )
+    )
+    tech = people["tech"]
+    case_id = cases.create_case(lab, tech, **order_fields(anatomy=AORTA))
+    soup_id = cases.upload_part(lab, tech, case_id, "soup.stl", write_soup(tmp_path / "s.stl"))
+    ball_id = cases.upload_part(lab, tech, case_id, "ball.stl", write_sphere(tmp_path / "b.stl"))
+    slots = MeshSlots(2)
+    try:
+        assert slots.fill(lab) == 2
+        assert slots.fill(lab) == 0  # both slots busy, nothing else waiting
+
+        def states():
+            with read_session(lab.engine) as s:
+                return s.get(Part, soup_id).state, s.get(Part, ball_id).state
+
+        soup_state, ball_state = wait_for(
+            states, lambda st: st[1] == PartState.PROCESSED, 60, "the second part"
+        )
+        assert soup_state == PartState.PROCESSING  # still at work, within its 8 s
+        wait_for(states, lambda st: st[0] == PartState.PROCESSED, 60, "the soup stopped")
+    finally:
+        slots.shutdown()
+    with read_session(lab.engine) as s:
+        assert s.get(Part, soup_id).verdict == Verdict.TOO_COMPLEX
+        assert s.get(Part, ball_id).verdict == Verdict.REPAIRED
