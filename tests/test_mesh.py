@@ -21,7 +21,7 @@ import trimesh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pocprint.mesh.analyse import analyse, weld_exact
+from pocprint.mesh.analyse import analyse
 from pocprint.mesh.errors import MESH_ERROR_CODES, MeshError
 from pocprint.mesh.fidelity import fidelity as _fidelity
 from pocprint.mesh.fidelity import fidelity_reasons as _fidelity_reasons
@@ -34,6 +34,7 @@ from pocprint.mesh.read import (
     save_mesh,
 )
 from pocprint.mesh.repair import RepairSettings, repair
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"

@@ -17,16 +17,12 @@ import pymeshlab
 import pytest
 import trimesh
 
-from pocprint.mesh.analyse import (
-    MeshAnalysis,
-    analyse,
-    thin_wall_warning,
-    weld_exact,
-)
+from pocprint.mesh.analyse import MeshAnalysis, analyse, thin_wall_warning
 from pocprint.mesh.ray import RayCaster, ray_triangle_distance
 from pocprint.mesh.read import detect_format, load_mesh
 from pocprint.mesh.repair import RepairSettings, repair
 from pocprint.mesh.settings import CONFIG_ENV, DEFAULT_CONFIG, load_repair_settings
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"

@@ -19,10 +19,11 @@ import pytest
 import trimesh
 
 from pocprint.mesh import close as close_module
-from pocprint.mesh.analyse import analyse, weld_exact
+from pocprint.mesh.analyse import analyse
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh
 from pocprint.mesh.repair import repair
 from pocprint.mesh.settings import load_repair_settings
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"

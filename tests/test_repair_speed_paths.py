@@ -28,10 +28,10 @@ from pocprint.mesh.analyse import (
     analyse_welded_details,
     count_self_intersections,
     self_intersection_mask,
-    weld_exact,
 )
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh
 from pocprint.mesh.repair import RepairSettings, repair
+from pocprint.mesh.topology import weld_exact
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
 DATA = Path(__file__).resolve().parent / "data" / "meshes"

@@ -27,10 +27,11 @@ import numpy as np
 import trimesh
 
 from pocprint.domain.anatomy_sizes import by_name, parse_sizes
-from pocprint.mesh.analyse import MeshAnalysis, analyse, edge_table, signed_volume, weld_exact
+from pocprint.mesh.analyse import MeshAnalysis, analyse
 from pocprint.mesh.errors import MeshError, TooComplex
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh, write_atomic
 from pocprint.mesh.settings import device_types, load_repair_settings
+from pocprint.mesh.topology import edge_table, signed_volume, weld_exact
 from pocprint.mesh.units import (
     DECLARED_UNIT_TO_MM,
     UNIT_NAMES,

@@ -30,9 +30,10 @@ import pymeshlab
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pocprint.mesh.analyse import (
+from pocprint.mesh.topology import (
     edge_table,
     face_components,
+    flip_faces,
     group_identical_rows,
     isin_sorted,
     non_manifold_vertex_mask,
@@ -532,11 +533,7 @@ def _orient_coherently(
         flip |= _tree_parity(n, f1, f2, same, non_orientable)
     if not flip.any():
         return faces, edges
-    faces = faces.copy()
-    faces[flip] = faces[flip][:, ::-1]
-    edge_id = edge_id.copy()  # (a,b,c) -> (c,b,a): edges (c,b),(b,a),(a,c) = old 1, 0, 2
-    edge_id[flip] = edge_id[flip][:, [1, 0, 2]]
-    return faces, (edge_id, counts)
+    return flip_faces(faces, (edge_id, counts), flip)
 
 
 def _tree_parity(

@@ -33,7 +33,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from pocprint.mesh.analyse import face_areas, unique_inverse
+from pocprint.mesh.topology import face_areas, unique_inverse
 
 # Below this many distinct positions a face's three corner labels pack into one int64 (n**3
 # fits); above it, corner pairs are numbered first (a sort more).

@@ -7,7 +7,9 @@ import numpy as np
 import pymeshlab
 from scipy.spatial import cKDTree
 
-from pocprint.mesh.analyse import (
+from pocprint.mesh.removed import removed_pieces, removed_summary
+from pocprint.mesh.settings import RepairSettings
+from pocprint.mesh.topology import (
     edge_table,
     face_areas,
     face_components,
@@ -16,8 +18,6 @@ from pocprint.mesh.analyse import (
     isin_sorted,
     weld_exact,
 )
-from pocprint.mesh.removed import removed_pieces, removed_summary
-from pocprint.mesh.settings import RepairSettings
 
 # Largest patches listed individually in the report (largest first).
 _DETAIL_LIMIT = 10

@@ -6,8 +6,9 @@ from __future__ import annotations
 import manifold3d
 import numpy as np
 
-from pocprint.mesh.analyse import MeshAnalysis, boundary_loops
+from pocprint.mesh.analyse import MeshAnalysis
 from pocprint.mesh.settings import RepairSettings
+from pocprint.mesh.topology import boundary_loops
 
 
 def gate_mesh(

@@ -25,7 +25,6 @@ import trimesh
 
 from pocprint.mesh._text import mb as _mb
 from pocprint.mesh._text import printable as _printable
-from pocprint.mesh.analyse import degenerate_mask, face_areas, weld_exact
 from pocprint.mesh.errors import MeshError
 
 # The 3MF limits live with the 3MF reader; re-exported here, where they were first defined.
@@ -36,6 +35,7 @@ from pocprint.mesh.threemf import MAX_3MF_TRIANGLES as MAX_3MF_TRIANGLES
 from pocprint.mesh.threemf import MAX_3MF_UNCOMPRESSED_BYTES as MAX_3MF_UNCOMPRESSED_BYTES
 from pocprint.mesh.threemf import THREEMF_UNITS_TO_MM as THREEMF_UNITS_TO_MM
 from pocprint.mesh.threemf import open_package, package_bytes, read_parts
+from pocprint.mesh.topology import degenerate_mask, face_areas, weld_exact
 
 SUPPORTED_FORMATS = ("stl", "obj", "ply", "3mf")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pocprint.mesh.analyse import edge_table, face_areas, face_components, face_keys, signed_volume
+from pocprint.mesh.topology import edge_table, face_areas, face_components, face_keys, signed_volume
 
 NOISE_KINDS = ("degenerate", "duplicate", "fin", "noise shell")
 ANATOMY_KINDS = ("shell", "surface")

@@ -27,12 +27,8 @@ from pocprint.mesh.analyse import (
     MeshAnalysis,
     analyse_welded,
     analyse_welded_details,
-    edge_table,
-    face_components,
-    group_identical_rows,
     select_self_intersections,
     thin_walls,
-    weld_exact,
 )
 from pocprint.mesh.close import close_candidate
 from pocprint.mesh.errors import MeshError, TooComplex
@@ -44,6 +40,13 @@ from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns 
 from pocprint.mesh.selfintersections import after_self_intersections
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
 from pocprint.mesh.stopwatch import Stopwatch
+from pocprint.mesh.topology import (
+    edge_table,
+    face_components,
+    flip_faces,
+    group_identical_rows,
+    weld_exact,
+)
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
@@ -450,10 +453,7 @@ def _orient_outwards(
     if not inverted:
         return faces, edges
     flip = np.isin(labels, inverted)
-    faces = faces.copy()
-    faces[flip] = faces[flip][:, ::-1]
-    edge_id = edge_id.copy()  # (a,b,c) -> (c,b,a): edges (c,b),(b,a),(a,c) = old 1, 0, 2
-    edge_id[flip] = edge_id[flip][:, [1, 0, 2]]
+    faces, (edge_id, counts) = flip_faces(faces, (edge_id, counts), flip)
     steps.append(
         {
             "filter": "invert_inside_out_shells",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pocprint.mesh.analyse import count_self_intersections, isin_sorted
+from pocprint.mesh.analyse import count_self_intersections
+from pocprint.mesh.topology import isin_sorted
 
 # Above this share of the faces, the sub-mesh would save little: count on the whole mesh.
 _SUBSET_SHARE_LIMIT = 0.5
