@@ -49,7 +49,10 @@ PINNED = {
     "defect_inverted_aorta_vmtk.stl": ("repaired", ()),
     "defect_nearby_verts_block_inch_ascii.stl": ("repaired", ()),
     "defect_nonmanifold_gears.3mf": ("needs_attention", ("candidate", "open")),
-    "defect_nonmanifold_shared_edge.stl": ("needs_attention", ("candidate",)),
+    "defect_nonmanifold_shared_edge.stl": (
+        "needs_attention",
+        ("candidate", "standard repair failed"),
+    ),
     "defect_nonmanifold_tetrahedra.obj": ("repaired", ()),
     "defect_open_ends_aorta_vmtk.stl": ("needs_attention", ("candidate", "invented", "open")),
     "defect_selfintersect_cycloidal.ply": ("needs_attention", ("candidate", "open")),
@@ -59,7 +62,10 @@ PINNED = {
     "defect_winding_hourglass_ascii.stl": ("repaired", ()),
     "defect_winding_multibody_ascii.stl": ("repaired", ()),
     "fmt_block_inch_ascii_uppercase.stl": ("repaired", ()),
-    "fmt_featuretype_inch.3mf": ("needs_attention", ("candidate", "invented")),
+    "fmt_featuretype_inch.3mf": (
+        "needs_attention",
+        ("candidate", "invented", "standard repair failed"),
+    ),
     "fmt_multibody_chain.3mf": ("repaired", ()),
     "fmt_multipletextures_97k.3mf": ("repaired", ()),
     "perf_counter_mm_84k.stl": ("repaired", ()),
@@ -79,6 +85,8 @@ def reason_topics(reasons: list[str]) -> tuple[str, ...]:
             found.add("open")
         elif "manifold3d rejects" in reason:
             found.add("not solid")
+        elif reason.startswith("Within the configured limits"):
+            found.add("standard repair failed")
         else:
             found.add(reason[:40])  # a new kind of reason: it must be pinned by name
     return tuple(sorted(found))
