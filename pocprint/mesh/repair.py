@@ -1,4 +1,7 @@
-"""Automatic mesh repair with a strict printability gate and a fidelity report.
+"""Automatic mesh repair with a strict printability gate and a fidelity report: the pipeline's
+orchestration. Its steps live beside it: analyse.py (figures), close.py (the closed
+candidate), gate.py, fidelity.py and removed.py (what changed), selfintersections.py,
+overlaps.py (the search's bound), with topology.py and ray.py the shared primitives.
 
 The repair runs MeshLab filters (pymeshlab) on a copy while the original stays in numpy, never
 handed to a filter; manifold3d then acts as the gate (it never repairs). The fidelity report
@@ -50,9 +53,6 @@ from pocprint.mesh.topology import (
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
-
-# Largest patches/removed regions listed individually in the report (largest first).
-_DETAIL_LIMIT = 10
 
 
 @dataclass
