@@ -9,6 +9,9 @@ input or unusable arguments (nothing written), 3 unit not clear-cut (nothing wri
 The main CLI adds these with ``add_mesh_commands(sub)`` and dispatches ``args.command ==
 "mesh"`` to ``run_mesh_command(args)``; ``python -m pocprint.mesh.cli mesh ...`` runs them
 directly.
+
+Over 400 lines for a reason: two commands with their own report and table output; the
+pipeline itself is in the step modules.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ that a slicer can print:
 Nothing here decides the verdict: the caller measures the candidate against the original
 with the same gate and fidelity report, and the verdict stays "needs attention" with the
 standard repair's reasons.
+
+Over 400 lines for a reason: the closed candidate is one algorithm (cut, orient, fill, drop)
+whose helpers share its invariants; it is the pipeline's "close" step on its own.
 """
 
 from __future__ import annotations

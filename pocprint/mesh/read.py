@@ -5,6 +5,9 @@ binary STL coordinates), so a technician gets an immediate, specific answer for 
 failures (empty, cut-off, wrong file). ``load_mesh``/``load_parts`` run in the worker, parse
 everything and refuse anything that is not a usable triangle mesh. Every rejection is a
 ``MeshError``; parsers of third-party libraries are wrapped so no other exception escapes.
+
+Over 400 lines for a reason: one strict reader per format (STL, OBJ, PLY, 3MF entry), each
+with its own structural checks; split per format when a fifth format comes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Worker step: read, scale to millimetres, analyse and repair uploaded meshes (never inside a
-web request). A file whose unit is not clear-cut waits for a technician to confirm it.
+web request). The mesh work runs in a child process under the part's wall-time and memory
+limits (mesh/bounded.py); the order's anatomy and the printers' beds go with it to decide the
+unit. A file whose unit is not clear-cut waits for a technician to confirm it.
 
-The step holds its part under a lease. A bad file is rejected with the reason; any other
-failure (a library crash, a full disk, no memory) is transient: the part is queued again
-after a back-off, and rejected only after `max_attempts` tries, with the last error.
+The step holds its part under a lease. A bad file is rejected with the reason; a part past a
+limit is processed with the verdict "too complex to repair automatically" and what was
+measured; any other failure (a library crash, a full disk) is transient: the part is queued
+again after a back-off, and rejected only after `max_attempts` tries, with the last error.
 """
 
 from __future__ import annotations
