@@ -17,7 +17,7 @@ PORT ?= 8080
 
 
 .PHONY: vendor-axe
-.PHONY: run test bench bench-spine bench-mesh bench-fleet bench-trace bench-faults bench-planning lint format apt system-deps test-system-deps bench-system-deps clean-demo
+.PHONY: run test bench bench-spine bench-mesh bench-intake bench-fleet bench-trace bench-faults bench-planning lint format apt system-deps test-system-deps bench-system-deps clean-demo
 
 run: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m pocprint.cli demo run --host $(HOST) --port $(PORT)
@@ -27,7 +27,7 @@ test: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps test-system-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-bench: bench-spine bench-mesh bench-fleet bench-trace bench-faults bench-planning
+bench: bench-spine bench-mesh bench-intake bench-fleet bench-trace bench-faults bench-planning
 
 bench-spine: $(VENV)/.installed system-deps
 	$(PY) -m bench.spine
@@ -47,6 +47,10 @@ bench-faults: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 
 bench-mesh: $(VENV)/.installed system-deps bench-system-deps
 	$(PY) -m bench.mesh
+
+# Damaged anatomy with ground truth (issue 15): false alarms, silent passes, unit questions.
+bench-intake: $(VENV)/.installed system-deps
+	$(PY) -m bench.damaged
 
 # 200 simulated printers (bench/octoprint_loadgen.py) and a real OctoPrint; PostgreSQL too
 # when POCPRINT_TEST_DATABASE_URL is set.

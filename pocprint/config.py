@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pocprint.domain.patient_code import DEFAULT_HINT, DEFAULT_PATTERN
+from pocprint.mesh.limits import WorkLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Default pseudonymous code: a letter prefix, a dash, then letters and digits with at least one
@@ -41,6 +42,8 @@ class Settings:
     # check there and the full read in the worker (the part then fails with the reason).
     upload_full_check_bytes: int = 20 * 1024 * 1024
     slicer_timeout_s: float = 900.0
+    # Wall time and memory of one part's mesh work (a child process), and parts at a time.
+    mesh_limits: WorkLimits = field(default_factory=WorkLimits)
     mesh_interval_s: float = 1.0
     slicing_interval_s: float = 1.0
     dispatch_interval_s: float = 1.0
@@ -225,6 +228,7 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
             float(raw.get("uploads", {}).get("full_check_mb", 20)) * 1024 * 1024
         ),
         slicer_timeout_s=float(raw.get("slicing", {}).get("timeout_s", 900)),
+        mesh_limits=WorkLimits.from_config(raw.get("mesh_limits", {})),
         mesh_interval_s=float(worker.get("mesh_interval_s", 1.0)),
         slicing_interval_s=float(worker.get("slicing_interval_s", 1.0)),
         dispatch_interval_s=float(worker.get("dispatch_interval_s", 1.0)),

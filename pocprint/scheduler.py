@@ -10,6 +10,7 @@ database gone for a while included, is logged once per kind of failure and tried
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from pocprint.reads.planning import at_risk, planning
 from pocprint.services import notifications, outbox, pacs
 from pocprint.services.dispatch import dispatch_ready_jobs
 from pocprint.services.lab import Lab
-from pocprint.services.mesh_processing import process_waiting_parts
+from pocprint.services.mesh_processing import process_part, waiting_part_ids
 from pocprint.services.polling import poll_printers
 from pocprint.services.slicing import slice_waiting_jobs
 from pocprint.services.sweeper import sweep
@@ -46,7 +47,8 @@ class Worker:
         )
         self._failing: dict[str, str] = {}  # step name -> kind of its current failure
         settings = lab.settings
-        self._add("mesh", process_waiting_parts, settings.mesh_interval_s)
+        self.mesh_slots = MeshSlots(settings.mesh_limits.slots())
+        self._add("mesh", self.mesh_slots.fill, settings.mesh_interval_s)
         self._add("slicing", slice_waiting_jobs, settings.slicing_interval_s)
         self._add("dispatch", self._dispatch_then_poll, settings.dispatch_interval_s)
         self._add("poll", self._poll, settings.poll_interval_s)
@@ -90,6 +92,44 @@ class Worker:
         self.lab.wake = lambda _name: None
         self.scheduler.shutdown(wait=True)
         self.poll_pool.shutdown(wait=False)
+        self.mesh_slots.shutdown()
+
+
+class MeshSlots:
+    """Parts' mesh work, several at once: each tick hands waiting parts to free slots and
+    returns, so a long part (stopped at its own time limit at worst) never holds the others
+    back. Each part's work is a child process (mesh/bounded.py); the claim in process_part
+    keeps a part from running twice."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="mesh")
+        self.running: set[int] = set()
+        self._lock = threading.Lock()
+
+    def fill(self, lab: Lab) -> int:
+        with self._lock:
+            free = self.slots - len(self.running)
+            if free <= 0:
+                return 0
+            ids = [i for i in waiting_part_ids(lab) if i not in self.running][:free]
+            self.running.update(ids)
+        for part_id in ids:
+            self.pool.submit(self._run, lab, part_id)
+        return len(ids)
+
+    def _run(self, lab: Lab, part_id: int) -> None:
+        try:
+            process_part(lab, part_id)
+        except Exception:
+            log.exception("part %s: mesh work failed; tried again on a later pass", part_id)
+        finally:
+            with self._lock:
+                self.running.discard(part_id)
+            lab.wake("mesh")
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def deliver_outbox(lab: Lab) -> int:

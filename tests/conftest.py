@@ -187,11 +187,14 @@ def order_fields(**overrides) -> dict:
         ordering_clinician="Dr A. Vascular",
         intended_use="surgical_planning",
         diagnostic_use=False,
+        # The structure is left empty: "Abdominal aorta" has an expected size in
+        # config/anatomy.toml, which would decide the unit of the suite's small test meshes
+        # (tests/test_anatomy_units.py covers that).
         anatomy=[
             {
                 "region": "Abdomen",
                 "subregion": "Vessels",
-                "structure": "Abdominal aorta",
+                "structure": "",
                 "laterality": "midline",
             }
         ],

@@ -125,6 +125,7 @@ def fill_order_form(page, patient_code: str, indication: str, device_type: str) 
     page.check("input[name=diagnostic_use][value=no]")
     page.check(f"input[value={device_type}]")
     page.check("input[name=material][value=PLA]")
-    page.select_option("select[name=anatomy_code] >> nth=0", "Abdomen|Vessels|Abdominal aorta")
+    # No structure: a sized one (config/anatomy.toml) would decide the unit of a test box.
+    page.select_option("select[name=anatomy_code] >> nth=0", "Abdomen|Vessels|")
     page.select_option("select[name=anatomy_laterality] >> nth=0", "midline")
     page.fill("input[name=needed_by]", (date.today() + timedelta(days=3)).isoformat())

@@ -69,3 +69,10 @@ def test_a_rejected_build_is_reprinted_or_scrapped_never_a_dead_end():
     stopped = at(PART, "rejected", "rejected")
     assert stopped.step == "review" and stopped.status == "stopped"
     assert [s["state"] for s in bar(stopped)][:2] == ["done", "stopped"]
+
+
+def test_a_part_too_complex_to_repair_asks_for_a_repaired_upload_not_an_acceptance():
+    held = at(replace(PART, part_state="processed", usable=False, too_complex=True))
+    assert (held.step, held.status, held.actor) == ("mesh", "held", "technician")
+    assert held.action.permission == "upload_mesh"
+    assert "too complex to repair automatically" in held.summary

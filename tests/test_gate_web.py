@@ -304,7 +304,7 @@ def test_answering_a_question_through_the_edit_page_and_the_api(lab, people):
     detail = presc.get(f"/cases/{case_id}").get_data(as_text=True)
     assert "which procedure date?" in detail and "Answer the question" in detail
     page = presc.get(f"/cases/{case_id}/edit").get_data(as_text=True)
-    assert 'value="Dr A. Vascular"' in page and 'Abdomen|Vessels|Abdominal aorta" selected' in page
+    assert 'value="Dr A. Vascular"' in page and 'Abdomen|Vessels|" selected' in page
     form = dict(order_form(procedure_date=order_fields()["needed_by"]), csrf_token=csrf_of(page))
     response = presc.post(f"/cases/{case_id}/edit", data=form)
     assert response.status_code == 303

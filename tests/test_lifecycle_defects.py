@@ -186,16 +186,16 @@ def test_a_transient_mesh_error_is_retried_not_rejected_for_good(
     part_id = cases.upload_part(lab, people["tech"], case_id, "p.stl", box(tmp_path))
     mesh_processing.process_part(lab, part_id)  # a 20 mm box: the unit is asked for
     parts.confirm_units(lab, people["tech"], part_id, "mm")
-    real_repair = mesh_processing.repair
+    real_run = mesh_processing.run_bounded
     calls = []
 
     def fails_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise OSError(28, "No space left on device")
-        return real_repair(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    mesh_processing.repair = fails_once
+    mesh_processing.run_bounded = fails_once
     try:
         mesh_processing.process_part(lab, part_id)
         with read_session(lab.engine) as s:
@@ -205,7 +205,7 @@ def test_a_transient_mesh_error_is_retried_not_rejected_for_good(
             s.get(Part, part_id).retry_at = part.retry_at - timedelta(hours=1)
         mesh_processing.process_waiting_parts(lab)
     finally:
-        mesh_processing.repair = real_repair
+        mesh_processing.run_bounded = real_run
     with read_session(lab.engine) as s:
         assert s.get(Part, part_id).state == PartState.PROCESSED
     lab.engine.dispose()

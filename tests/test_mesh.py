@@ -21,8 +21,10 @@ import trimesh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pocprint.mesh.analyse import analyse, weld_exact
+from pocprint.mesh.analyse import analyse
 from pocprint.mesh.errors import MESH_ERROR_CODES, MeshError
+from pocprint.mesh.fidelity import fidelity as _fidelity
+from pocprint.mesh.fidelity import fidelity_reasons as _fidelity_reasons
 from pocprint.mesh.read import (
     SUPPORTED_FORMATS,
     check_upload,
@@ -31,7 +33,8 @@ from pocprint.mesh.read import (
     load_parts,
     save_mesh,
 )
-from pocprint.mesh.repair import RepairSettings, _fidelity, _fidelity_reasons, repair
+from pocprint.mesh.repair import RepairSettings, repair
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
@@ -461,16 +464,27 @@ def test_internal_cavity_keeps_its_inward_normals():
 def test_removed_noise_is_measured_and_large_removals_need_attention():
     box = trimesh.creation.box(extents=(20, 20, 20))
     speck = np.array([[30, 0, 0], [30.5, 0, 0], [30, 0.5, 0]])
-    sliver = np.array([[40, 0, 0], [48, 0, 0], [40, 1, 0]])  # an 8 mm loose triangle
-    for extra, verdict in ((speck, "repaired"), (sliver, "needs_attention")):
+    sliver = np.array([[40, 0, 0], [48, 0, 0], [40, 1, 0]])  # an 8 mm loose triangle: noise
+    for extra in (speck, sliver):
         mesh = trimesh.Trimesh(
             np.vstack([box.vertices, extra]), np.vstack([box.faces, [[8, 9, 10]]]), process=False
         )
         result = repair(mesh)
         assert result.fidelity["removed"]["components"] == 1
-        assert result.verdict == verdict, result.reasons
+        assert result.fidelity["removed"]["pieces"][0]["kind"] == "noise shell"
+        assert result.verdict == "repaired", result.reasons
         assert_gate_and_verdict_agree(result)
-    assert any("8.1 mm across (limit 5.0 mm)" in r for r in result.reasons), result.reasons
+    # A loose 8 mm tetrahedron encloses volume: removing it may lose anatomy.
+    tetra = np.array([[40, 0, 0], [48, 0, 0], [40, 8, 0], [40, 0, 8]], dtype=float)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]) + 8
+    mesh = trimesh.Trimesh(
+        np.vstack([box.vertices, tetra]), np.vstack([box.faces, faces]), process=False
+    )
+    result = repair(mesh)
+    assert result.fidelity["removed"]["pieces"][0]["kind"] == "shell"
+    assert result.verdict == "needs_attention"
+    assert_gate_and_verdict_agree(result)
+    assert any("13.9 mm across (limit 5.0 mm)" in r for r in result.reasons), result.reasons
 
 
 def test_kept_surface_deviation_is_measured_when_a_vertex_moves():

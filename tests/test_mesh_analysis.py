@@ -17,17 +17,12 @@ import pymeshlab
 import pytest
 import trimesh
 
-from pocprint.mesh.analyse import (
-    MeshAnalysis,
-    _ray_triangle_distance,
-    _RayCaster,
-    analyse,
-    thin_wall_warning,
-    weld_exact,
-)
+from pocprint.mesh.analyse import MeshAnalysis, analyse, thin_wall_warning
+from pocprint.mesh.ray import RayCaster, ray_triangle_distance
 from pocprint.mesh.read import detect_format, load_mesh
 from pocprint.mesh.repair import RepairSettings, repair
 from pocprint.mesh.settings import CONFIG_ENV, DEFAULT_CONFIG, load_repair_settings
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
@@ -208,11 +203,11 @@ def test_ray_caster_agrees_with_brute_force():
     origins = tri[own].mean(axis=1)
     directions = -cross[own] / area2[own, None]
     depth = 3.0
-    fast = _RayCaster(tri, e1, e2, valid, depth, eps=1e-9).first_hits(origins, directions, own)
+    fast = RayCaster(tri, e1, e2, valid, depth, eps=1e-9).first_hits(origins, directions, own)
     slow = np.full(len(own), np.inf)
     for i in range(len(own)):
         n = len(tri)
-        t = _ray_triangle_distance(
+        t = ray_triangle_distance(
             np.repeat(origins[i : i + 1], n, 0),
             np.repeat(directions[i : i + 1], n, 0),
             tri[:, 0],

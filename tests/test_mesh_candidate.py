@@ -19,10 +19,11 @@ import pytest
 import trimesh
 
 from pocprint.mesh import close as close_module
-from pocprint.mesh.analyse import analyse, weld_exact
+from pocprint.mesh.analyse import analyse
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh
 from pocprint.mesh.repair import repair
 from pocprint.mesh.settings import load_repair_settings
+from pocprint.mesh.topology import weld_exact
 
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
@@ -225,7 +226,11 @@ def test_service_stores_the_candidate_and_requires_acceptance(lab, people, tmp_p
     from conftest import PASSWORD, order_fields
 
     needed_by = date.today() + timedelta(days=7)
-    case_id = case_service.create_case(lab, people["tech"], **order_fields(needed_by=needed_by))
+    # An anatomy without an expected size (config/anatomy.toml): the unit is asked for.
+    breast = [{"region": "Breast", "subregion": "Tumour", "structure": "", "laterality": "left"}]
+    case_id = case_service.create_case(
+        lab, people["tech"], **order_fields(needed_by=needed_by, anatomy=breast)
+    )
     source = DATA / "defect_nonmanifold_shared_edge.stl"
     part_id = case_service.upload_part(lab, people["tech"], case_id, "part.stl", source)
     assert process_part(lab, part_id)

@@ -20,16 +20,18 @@ import pymeshlab
 import pytest
 import trimesh
 
+from pocprint.mesh import fidelity as fidelity_module
 from pocprint.mesh import repair as repair_module
+from pocprint.mesh import selfintersections as selfintersections_module
 from pocprint.mesh.analyse import (
     analyse,
     analyse_welded_details,
     count_self_intersections,
     self_intersection_mask,
-    weld_exact,
 )
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh
 from pocprint.mesh.repair import RepairSettings, repair
+from pocprint.mesh.topology import weld_exact
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meshes"
 DATA = Path(__file__).resolve().parent / "data" / "meshes"
@@ -181,12 +183,14 @@ def test_self_intersections_after_repair_equal_the_whole_mesh_count_on_the_corpu
         if name in named:
             # The sub-mesh itself, even where it holds most faces (the repair then counts on
             # the whole mesh, as for the cycloidal gear).
-            monkeypatch.setattr(repair_module, "_SUBSET_SHARE_LIMIT", 1.01)
+            monkeypatch.setattr(selfintersections_module, "_SUBSET_SHARE_LIMIT", 1.01)
             v0, f0 = weld_exact(mesh.vertices, mesh.faces)
             v1, f1 = np.asarray(result.mesh.vertices), np.asarray(result.mesh.faces)
             flagged0 = self_intersection_mask(v0, f0)
-            _, match = repair_module._fidelity_and_match(v0, f0, v1, f1)
-            count, method = repair_module._after_self_intersections(v0, f0, flagged0, v1, f1, match)
+            _, match = fidelity_module.fidelity_and_match(v0, f0, v1, f1)
+            count, method = selfintersections_module.after_self_intersections(
+                v0, f0, flagged0, v1, f1, match
+            )
             assert count == full > 0 and "sub-mesh" in method, name
             monkeypatch.undo()
 
@@ -243,8 +247,10 @@ def test_shortcut_matches_full_count_when_faces_are_invented_or_flipped():
     assert len(rim) == 3
     extra = rim[None, :]  # the missing face, across the small sphere
     f1 = np.vstack([f1, extra])
-    result, match = repair_module._fidelity_and_match(v0, f0, v0.copy(), f1)
-    count, method = repair_module._after_self_intersections(v0, f0, flagged0, v0.copy(), f1, match)
+    result, match = fidelity_module.fidelity_and_match(v0, f0, v0.copy(), f1)
+    count, method = selfintersections_module.after_self_intersections(
+        v0, f0, flagged0, v0.copy(), f1, match
+    )
     assert count == count_self_intersections(v0, f1) > 0
     assert "sub-mesh" in method
 
@@ -258,9 +264,9 @@ def test_shortcut_treats_faces_at_a_moved_vertex_as_changed(monkeypatch):
     v1 = v0.copy()
     v1[0] = -1.5 * v0[0]
     # The stretched faces reach most others: count on the sub-mesh all the same.
-    monkeypatch.setattr(repair_module, "_SUBSET_SHARE_LIMIT", 1.01)
-    _, match = repair_module._fidelity_and_match(v0, f0, v1, f0)
-    count, method = repair_module._after_self_intersections(
+    monkeypatch.setattr(selfintersections_module, "_SUBSET_SHARE_LIMIT", 1.01)
+    _, match = fidelity_module.fidelity_and_match(v0, f0, v1, f0)
+    count, method = selfintersections_module.after_self_intersections(
         v0, f0, np.zeros(len(f0), dtype=bool), v1, f0, match
     )
     assert count == count_self_intersections(v1, f0) > 0

@@ -86,6 +86,7 @@ class PartFacts:
     disposition: str | None = None  # reprint | scrap, after a failed QA or a rejected build
     release_valid: bool = False
     delivered: bool = False
+    too_complex: bool = False  # stopped at a limit: no repaired mesh to accept
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,14 @@ def _part_position(p: PartFacts) -> Position:
             f"{p.label}: the file is not a usable mesh",
             "technician",
             Action("Upload a corrected mesh", "upload_mesh", "case", "upload", part),
+        )
+    if p.too_complex:
+        return Position(
+            "mesh",
+            "held",
+            f"{p.label}: too complex to repair automatically",
+            "technician",
+            Action("Upload a repaired mesh", "upload_mesh", "case", "upload", part),
         )
     if not p.usable:
         return Position(

@@ -35,6 +35,8 @@ _PART_REASONS = {
     "awaiting_units": "its unit is not clear-cut: a technician chooses it",
     "rejected": "the file is not a usable mesh",
     "needs_attention": "the repair needs attention: a technician accepts it or uploads again",
+    "too_complex": "too complex to repair automatically: a technician repairs the file and "
+    "uploads it again",
 }
 
 
@@ -42,8 +44,8 @@ def events_for_part(target: str, verdict: str | None) -> list[tuple[Event, str]]
     """(event, reason) when a part moves to `target`."""
     if target in ("awaiting_units", "rejected"):
         return [(Event.PART_NEEDS_ATTENTION, _PART_REASONS[target])]
-    if target == "processed" and verdict == "needs_attention":
-        return [(Event.PART_NEEDS_ATTENTION, _PART_REASONS["needs_attention"])]
+    if target == "processed" and verdict in ("needs_attention", "too_complex"):
+        return [(Event.PART_NEEDS_ATTENTION, _PART_REASONS[verdict])]
     if target == "processed" and verdict == "repaired":
         return [(Event.AWAITING_APPROVAL, "repaired: the design approval can be signed")]
     return []

@@ -27,6 +27,7 @@ class PartState(StrEnum):
 class Verdict(StrEnum):
     REPAIRED = "repaired"
     NEEDS_ATTENTION = "needs_attention"
+    TOO_COMPLEX = "too_complex"  # stopped at a time, memory or step bound: no repaired mesh
 
 
 class JobState(StrEnum):

@@ -14,6 +14,7 @@ WORDS = {
     # verdicts
     "repaired": "repaired",
     "needs_attention": "needs attention",
+    "too_complex": "too complex to repair automatically",
     # build job states
     "slice_queued": "waiting for slicing",
     "slicing": "slicing",

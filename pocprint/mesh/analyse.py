@@ -16,12 +16,24 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import trimesh
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-# A face counts as degenerate when its area is at most this fraction of the squared largest
-# extent (at least 1): the same rule as the corpus manifest, so figures are comparable.
-DEGENERATE_AREA_RATIO = 1e-12
+from pocprint.mesh.ray import RayCaster
+from pocprint.mesh.topology import (  # noqa: F401 - re-exported: the analysis's primitives
+    DEGENERATE_AREA_RATIO,
+    boundary_loops,
+    degenerate_mask,
+    edge_table,
+    face_areas,
+    face_components,
+    face_keys,
+    group_identical_rows,
+    isin_sorted,
+    non_manifold_vertex_mask,
+    signed_volume,
+    unique_inverse,
+    weld_exact,
+    winding_consistent,
+)
 
 # Thin-wall estimate: at most this many rays (one per sampled face), seeded, so the cost is
 # bounded on any mesh and the same file always gives the same figures.
@@ -31,7 +43,6 @@ THIN_WALL_SEED = 0
 THIN_WALL_WARN_SHARE = 0.01
 # Rays look this many minimum-feature sizes deep; thicker walls are reported as "thicker".
 THIN_WALL_DEPTH_FACTOR = 3.0
-_PAIR_CHUNK = 250_000
 # Grid look-ups plus candidate (ray, face) pairs per thin-wall estimate (a few seconds).
 _WORK_BUDGET = 15_000_000
 
@@ -71,189 +82,6 @@ class MeshAnalysis:
         for key in ("bbox_min", "bbox_max", "extents"):
             out[key] = [float(x) for x in out[key]]
         return out
-
-
-def group_identical_rows(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Label rows of an (n, 3) float array by bit-exact equality (``-0.0`` equals ``0.0``).
-
-    Returns (label per row, index of each label's first row); labels are numbered in order
-    of first occurrence. Rows are hashed and sorted once (a 3-key lexsort is ~10x slower on
-    millions of vertices); every hash group is verified, with an exact fallback on collision.
-    """
-    n = len(points)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    bits = np.ascontiguousarray(np.asarray(points, dtype=np.float64) + 0.0).view(np.uint64)
-    bits = bits.reshape(n, 3)
-    with np.errstate(over="ignore"):
-        h = bits[:, 0] * np.uint64(0x9E3779B97F4A7C15)
-        h ^= bits[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F)
-        h = (h ^ (h >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
-        h ^= bits[:, 2] * np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(29)
-    order = np.argsort(h)
-    sorted_h = h[order]
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = sorted_h[1:] != sorted_h[:-1]
-    group_sorted = np.cumsum(starts) - 1
-    same = ~starts[1:]  # rows sharing a hash with the previous row must be identical
-    collision = False
-    for column in range(3):
-        values = bits[:, column][order]
-        collision |= not np.array_equal(values[1:][same], values[:-1][same])
-    if collision:
-        order = np.lexsort((bits[:, 2], bits[:, 1], bits[:, 0]))
-        sorted_bits = bits[order]
-        starts[1:] = np.any(sorted_bits[1:] != sorted_bits[:-1], axis=1)
-        group_sorted = np.cumsum(starts) - 1
-    first = np.minimum.reduceat(order, np.flatnonzero(starts))
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    labels = np.empty(n, dtype=np.int64)
-    labels[order] = rank[group_sorted]
-    return labels, np.sort(first)
-
-
-def weld_exact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge vertices with bit-identical positions and drop unreferenced ones.
-
-    STL stores every triangle with its own three corners, so without this no two triangles
-    share an edge. Only exact duplicates are merged (``-0.0`` equals ``0.0``): merging by a
-    tolerance would change the geometry the clinician approved. The first occurrence of each
-    position keeps its relative order, so a mesh without duplicates comes back unchanged.
-    """
-    vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
-    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    if len(faces) == 0:
-        return np.zeros((0, 3), dtype=np.float64), np.zeros((0, 3), dtype=np.int64)
-    used = np.zeros(len(vertices), dtype=bool)
-    used[faces.ravel()] = True
-    used_idx = np.flatnonzero(used)
-    pts = vertices[used_idx] + 0.0  # turns -0.0 into 0.0
-    labels, first = group_identical_rows(pts)
-    new_index = np.full(len(vertices), -1, dtype=np.int64)
-    new_index[used_idx] = labels
-    return pts[first], new_index[faces]
-
-
-def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(id per value, count per id) with ids in sorted value order, for 1-D integer keys.
-
-    Sort-based: numpy 2.4's hash-based ``np.unique(return_inverse=True)`` is ~4x slower on
-    the millions of edge keys of a large mesh.
-    """
-    values = np.asarray(values).ravel()
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.argsort(values)
-    sorted_values = values[order]
-    starts = np.ones(len(values), dtype=bool)
-    starts[1:] = sorted_values[1:] != sorted_values[:-1]
-    ids = np.empty(len(values), dtype=np.int64)
-    ids[order] = np.cumsum(starts) - 1
-    counts = np.diff(np.append(np.flatnonzero(starts), len(values)))
-    return ids, counts
-
-
-def isin_sorted(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``np.isin`` for 1-D integer keys via one sort and a binary search."""
-    if len(reference) == 0:
-        return np.zeros(len(values), dtype=bool)
-    ref = np.sort(reference)
-    pos = np.minimum(np.searchsorted(ref, values), len(ref) - 1)
-    return ref[pos] == values
-
-
-def face_keys(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """One integer per face, equal for faces with the same three vertices in any order."""
-    s = np.sort(faces, axis=1)
-    n = np.int64(max(n_vertices, 1))
-    if n_vertices < 2**21:
-        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
-    pair_id = unique_inverse(s[:, 0] * n + s[:, 1])[0]  # two stages keep it exact in int64
-    return pair_id * n + s[:, 2]
-
-
-def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area of each triangle."""
-    tri = vertices[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return 0.5 * np.sqrt(np.einsum("ij,ij->i", cross, cross))
-
-
-def degenerate_mask(vertices: np.ndarray, faces: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """Faces with a repeated corner or (almost) zero area: they carry no surface.
-
-    ``vertices`` must all be referenced (as after ``weld_exact``): they set the size scale.
-    """
-    if len(faces) == 0:
-        return np.zeros(0, dtype=bool)
-    span = float(np.ptp(vertices, axis=0).max())
-    limit = DEGENERATE_AREA_RATIO * max(1.0, span) ** 2
-    repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2])
-    repeated |= faces[:, 0] == faces[:, 2]
-    return repeated | (areas <= limit)
-
-
-def edge_table(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
-    """Undirected edges of all faces: (edge id of each face's three edges, use count per edge)."""
-    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    key = directed.min(axis=1) * np.int64(n_vertices) + directed.max(axis=1)
-    edge_id, counts = unique_inverse(key)
-    return edge_id.reshape(-1, 3), counts
-
-
-def winding_consistent(faces: np.ndarray, edge_id: np.ndarray, n_edges: int) -> bool:
-    """True when every edge shared by exactly two faces is traversed in opposite directions.
-
-    Faces with a repeated corner have no orientation and are left out.
-    """
-    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
-    proper &= faces[:, 0] != faces[:, 2]
-    ids = edge_id[proper].ravel()
-    f = faces[proper]
-    sign = np.where(f[:, [0, 1, 2]] < f[:, [1, 2, 0]], 1, -1).ravel()
-    uses = np.bincount(ids, minlength=n_edges)
-    sign_sum = np.bincount(ids, weights=sign, minlength=n_edges)
-    return bool(np.all(sign_sum[uses == 2] == 0))
-
-
-def face_components(
-    edge_id: np.ndarray, counts: np.ndarray, only_manifold_edges: bool = True
-) -> tuple[int, np.ndarray]:
-    """Groups of faces joined across edges: (count, label per face).
-
-    By default faces are joined only across edges shared by exactly two faces (trimesh's
-    ``split`` rule, used by the corpus manifest), so parts touching at a non-manifold edge
-    count as separate shells.
-    """
-    n_faces = len(edge_id)
-    if n_faces == 0:
-        return 0, np.zeros(0, dtype=np.int64)
-    rows = np.repeat(np.arange(n_faces), 3)
-    cols = edge_id.ravel()
-    if only_manifold_edges:
-        keep = counts[cols] == 2
-        rows, cols = rows[keep], cols[keep]
-    size = n_faces + len(counts)
-    graph = coo_matrix(
-        (np.ones(len(rows), dtype=np.int8), (rows, n_faces + cols)), shape=(size, size)
-    )
-    _, labels = connected_components(graph, directed=False)
-    present = np.zeros(labels.max() + 1, dtype=bool)
-    present[labels[:n_faces]] = True
-    compact = (np.cumsum(present) - 1)[labels[:n_faces]]
-    return int(present.sum()), compact
-
-
-def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Signed enclosed volume (positive when normals point outwards), centred for precision."""
-    if len(faces) == 0:
-        return 0.0
-    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
-    tri = vertices[faces] - centre
-    det = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
-    return float(det.sum() / 6.0)
 
 
 def analyse(
@@ -356,74 +184,6 @@ def analyse_welded_details(
         ),
     )
     return analysis, details
-
-
-def non_manifold_vertex_mask(
-    faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray], n_vertices: int
-) -> np.ndarray:
-    """Vertices whose incident faces form more than one fan ("bow-tie" or pinch vertices).
-
-    Corners of the same vertex are linked across each edge shared by exactly two faces; a
-    manifold vertex has all its corners in one linked group. Vertices on a non-manifold edge
-    are left out (the edge is already counted), which reproduces MeshLab's
-    ``non_two_manifold_vertices`` on every corpus file. Faces with a repeated corner carry no
-    surface and are ignored.
-    """
-    edge_id, counts = edges
-    mask = np.zeros(n_vertices, dtype=bool)
-    if len(faces) == 0:
-        return mask
-    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
-    proper &= faces[:, 0] != faces[:, 2]
-    flat_edge = edge_id.ravel()
-    slot = np.flatnonzero((counts[flat_edge] == 2) & np.repeat(proper, 3))
-    slot = slot[np.argsort(flat_edge[slot], kind="stable")]
-    pair = np.flatnonzero(flat_edge[slot[1:]] == flat_edge[slot[:-1]])
-    first, second = slot[pair], slot[pair + 1]  # the two face slots of one manifold edge
-    flat = faces.ravel()
-    first_next = first - first % 3 + (first % 3 + 1) % 3  # slot of the edge's other end
-    second_next = second - second % 3 + (second % 3 + 1) % 3
-    same_start = flat[first] == flat[second]
-    a = np.concatenate([first, first_next])
-    b = np.concatenate(
-        [np.where(same_start, second, second_next), np.where(same_start, second_next, second)]
-    )
-    n_corners = len(flat)
-    graph = coo_matrix(
-        (np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_corners, n_corners)
-    ).tocsr()
-    n_groups, labels = connected_components(graph, directed=False)
-    corners = np.flatnonzero(np.repeat(proper, 3))
-    group_vertex = np.full(n_groups, -1, dtype=np.int64)
-    group_vertex[labels[corners]] = flat[corners]
-    fans = np.bincount(group_vertex[group_vertex >= 0], minlength=n_vertices)
-    mask = fans > 1
-    bad = np.flatnonzero(counts[flat_edge] > 2)  # slots of non-manifold edges
-    if len(bad):
-        mask[flat[bad]] = False
-        mask[flat[bad - bad % 3 + (bad % 3 + 1) % 3]] = False
-    return mask
-
-
-def boundary_loops(faces: np.ndarray, edges: tuple[np.ndarray, np.ndarray]) -> list[int]:
-    """Edge count of each open border (hole or open rim), largest first.
-
-    Borders are the connected groups of boundary edges; two holes touching at one vertex
-    count as one border.
-    """
-    edge_id, counts = edges
-    on_border = counts[edge_id] == 1
-    if not on_border.any():
-        return []
-    pairs = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2)[on_border]
-    nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
-    inverse = inverse.reshape(-1, 2)
-    graph = coo_matrix(
-        (np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])),
-        shape=(len(nodes), len(nodes)),
-    )
-    _, labels = connected_components(graph, directed=False)
-    return sorted(np.bincount(labels[inverse[:, 0]]).tolist(), reverse=True)
 
 
 def count_self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
@@ -556,7 +316,7 @@ def thin_walls(
         draws = rng.choice(usable, size=max_samples, p=probability)
         weights = np.ones(len(draws))
         result["sampling"] = f"{max_samples} area-weighted random draws (seed {seed})"
-    caster = _RayCaster(tri, e1, e2, valid, depth, eps=1e-9 * max(1.0, span))
+    caster = RayCaster(tri, e1, e2, valid, depth, eps=1e-9 * max(1.0, span))
     origins = tri[draws].mean(axis=1)
     directions = -cross[draws] / double_area[draws, None]
     hit_distance = np.full(len(draws), np.inf)
@@ -592,140 +352,3 @@ def thin_walls(
         )
     result["duration_s"] = round(time.perf_counter() - started, 4)
     return result
-
-
-class _RayCaster:
-    """First hit of short rays against a triangle soup, with hashed grids as broad phase.
-
-    Faces are grouped by radius (largest centroid-to-corner distance) in powers of two, each
-    group with its own grid of centroids. Along every ray, a group places points spaced at
-    most twice its radius, so any face of the group crossing the ray has its centroid within
-    ``search`` of a point; the 27 grid cells around the point give the candidates. The depth
-    is walked in segments: after a segment, rays already hit before its end stop (no later
-    face can be nearer). ``work`` counts grid look-ups and candidate pairs, for a budget.
-    """
-
-    MAX_SEGMENTS = 64
-    _OFFSET = 1 << 20  # cell indices are shifted by this, keys packed in 21 bits per axis
-    _NEIGHBOURS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1]), -1).reshape(-1, 3)
-    # Key of a neighbour cell = key of the cell + this (the packed fields never carry over).
-    _NEIGHBOUR_KEYS = (_NEIGHBOURS[:, 0] << 42) + (_NEIGHBOURS[:, 1] << 21) + _NEIGHBOURS[:, 2]
-
-    def __init__(self, tri, e1, e2, valid, depth: float, eps: float) -> None:
-        self.tri, self.e1, self.e2, self.depth, self.eps = tri, e1, e2, depth, eps
-        self.work = 0
-        centroids = tri.mean(axis=1)
-        self.centroids = centroids
-        offsets = tri - centroids[:, None, :]
-        radius = np.sqrt(np.einsum("ijk,ijk->ij", offsets, offsets).max(axis=1))
-        base = max(float(np.median(radius[valid])), 1e-9 * depth)
-        level = np.zeros(len(tri), dtype=np.int64)
-        larger = radius > base
-        level[larger] = np.ceil(np.log2(radius[larger] / base)).astype(np.int64)
-        level[~valid] = -1
-        # About four points of the finest group per segment, at most MAX_SEGMENTS segments.
-        self.segment = max(depth / self.MAX_SEGMENTS, min(depth, 8 * base))
-        self.origin = centroids.min(axis=0) - depth
-        extent = float((centroids.max(axis=0) + depth - self.origin).max())
-        self.levels = []
-        for k in np.unique(level[level >= 0]):
-            members = np.flatnonzero(level == k)
-            reach = base * 2.0**k
-            n_points = max(1, int(np.ceil(depth / (2 * reach))))
-            spacing = depth / n_points
-            search = reach + spacing / 2
-            # Cells may not be so small that indices overflow the packed key.
-            cell = max(search, extent / (self._OFFSET - 4))
-            keys = self._keys(np.floor((centroids[members] - self.origin) / cell).astype(np.int64))
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            # Occupied cells only (one binary search per query instead of two on all faces).
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-            counts = np.diff(np.append(starts, len(keys)))
-            cells = (keys[starts], starts, counts)
-            self.levels.append((members[order], cells, cell, search, spacing, n_points))
-
-    def _keys(self, cells: np.ndarray) -> np.ndarray:
-        shifted = cells + self._OFFSET
-        return (shifted[..., 0] << 42) | (shifted[..., 1] << 21) | shifted[..., 2]
-
-    def first_hits(
-        self, origins: np.ndarray, directions: np.ndarray, own: np.ndarray
-    ) -> np.ndarray:
-        """Distance to the first face hit (excluding each ray's own face), inf if none."""
-        best = np.full(len(origins), np.inf)
-        active = np.arange(len(origins))
-        n_segments = int(np.ceil(self.depth / self.segment - 1e-9))
-        for j in range(n_segments):
-            if len(active) == 0:
-                break
-            seg_start, seg_end = j * self.segment, min((j + 1) * self.segment, self.depth)
-            last = j == n_segments - 1
-            for members, keys, cell, search, spacing, n_points in self.levels:
-                # Points whose covered stretch [i, i+1) * spacing starts in this segment.
-                first_i = int(np.ceil(seg_start / spacing - 1e-9))
-                stop_i = n_points if last else int(np.ceil(seg_end / spacing - 1e-9))
-                if stop_i <= first_i:
-                    continue
-                steps = spacing * (np.arange(first_i, min(stop_i, n_points)) + 0.5)
-                self._probe(
-                    origins, directions, own, active, steps, best, members, keys, cell, search
-                )
-            active = active[best[active] > seg_end]
-        return best
-
-    def _probe(self, origins, directions, own, active, steps, best, members, keys, cell, search):
-        """Candidates of one face group near points ``steps`` along the active rays."""
-        points = origins[active, None, :] + directions[active, None, :] * steps[:, None]
-        points = points.reshape(-1, 3)
-        ray_of_point = np.repeat(active, len(steps))
-        cells = np.floor((points - self.origin) / cell).astype(np.int64)
-        query = (self._keys(cells)[:, None] + self._NEIGHBOUR_KEYS[None, :]).ravel()
-        cell_keys, cell_starts, cell_counts = keys
-        slot = np.minimum(np.searchsorted(cell_keys, query), len(cell_keys) - 1)
-        found = cell_keys[slot] == query
-        first = cell_starts[slot]
-        count = np.where(found, cell_counts[slot], 0)
-        total = int(count.sum())
-        self.work += len(query) + total
-        if total == 0:
-            return
-        point = np.repeat(np.arange(len(query)) // len(self._NEIGHBOURS), count)
-        run_start = np.repeat(np.cumsum(count) - count, count)
-        face = members[np.repeat(first, count) + np.arange(total) - run_start]
-        gap = self.centroids[face] - points[point]
-        near = np.einsum("ij,ij->i", gap, gap) <= search * search
-        ray = ray_of_point[point[near]]
-        face = face[near]
-        keep = face != own[ray]
-        ray, face = ray[keep], face[keep]
-        for lo in range(0, len(ray), _PAIR_CHUNK):
-            r = ray[lo : lo + _PAIR_CHUNK]
-            f = face[lo : lo + _PAIR_CHUNK]
-            t = _ray_triangle_distance(
-                origins[r], directions[r], self.tri[f, 0], self.e1[f], self.e2[f]
-            )
-            hit = (t > self.eps) & (t <= self.depth)
-            np.minimum.at(best, r[hit], t[hit])
-
-
-def _ray_triangle_distance(
-    origins: np.ndarray,
-    directions: np.ndarray,
-    corner: np.ndarray,
-    e1: np.ndarray,
-    e2: np.ndarray,
-) -> np.ndarray:
-    """Distance along each ray to its triangle (Moller-Trumbore); inf where it misses."""
-    p = np.cross(directions, e2)
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > 1e-300
-    inv = np.zeros_like(det)
-    inv[ok] = 1.0 / det[ok]
-    s = origins - corner
-    u = np.einsum("ij,ij->i", s, p) * inv
-    q = np.cross(s, e1)
-    v = np.einsum("ij,ij->i", directions, q) * inv
-    t = np.einsum("ij,ij->i", e2, q) * inv
-    inside = ok & (u >= 0) & (v >= 0) & (u + v <= 1)
-    return np.where(inside, t, np.inf)

@@ -9,6 +9,9 @@ input or unusable arguments (nothing written), 3 unit not clear-cut (nothing wri
 The main CLI adds these with ``add_mesh_commands(sub)`` and dispatches ``args.command ==
 "mesh"`` to ``run_mesh_command(args)``; ``python -m pocprint.mesh.cli mesh ...`` runs them
 directly.
+
+Over 400 lines for a reason: two commands with their own report and table output; the
+pipeline itself is in the step modules.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ import json
 import os
 import sys
 import tempfile
+import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
-from pocprint.mesh.analyse import MeshAnalysis, analyse, edge_table, signed_volume, weld_exact
-from pocprint.mesh.errors import MeshError
+from pocprint.domain.anatomy_sizes import by_name, parse_sizes
+from pocprint.mesh.analyse import MeshAnalysis, analyse
+from pocprint.mesh.errors import MeshError, TooComplex
 from pocprint.mesh.read import detect_format, load_mesh, save_mesh, write_atomic
 from pocprint.mesh.settings import device_types, load_repair_settings
+from pocprint.mesh.topology import edge_table, signed_volume, weld_exact
 from pocprint.mesh.units import (
     DECLARED_UNIT_TO_MM,
     UNIT_NAMES,
@@ -38,6 +44,11 @@ from pocprint.mesh.units import (
     guess_units,
 )
 
+ANATOMY_FILE = Path(__file__).resolve().parents[2] / "config" / "anatomy.toml"
+_ANATOMY_HELP = (
+    "what the part is (a [[sizes]] name of config/anatomy.toml, e.g. femur, aneurysm, skull): "
+    "the unit whose size fits it is clear-cut"
+)
 EXIT_OK = 0
 EXIT_NEEDS_ATTENTION = 1
 EXIT_UNREADABLE = 2
@@ -54,6 +65,7 @@ def add_mesh_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.add_argument("--units", choices=list(UNIT_TO_MM), help="the file's unit")
+    inspect.add_argument("--anatomy", metavar="STRUCTURE", help=_ANATOMY_HELP)
     inspect.add_argument(
         "--self-intersections",
         action="store_true",
@@ -71,6 +83,7 @@ def add_mesh_commands(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("-o", "--output", type=Path, required=True, help="repaired mesh file")
     rep.add_argument("--report", type=Path, required=True, help="JSON report to write")
     rep.add_argument("--units", choices=list(UNIT_TO_MM), help="the file's unit")
+    rep.add_argument("--anatomy", metavar="STRUCTURE", help=_ANATOMY_HELP)
     rep.add_argument(
         "--device-type", choices=device_types(), help="use this device type's repair limits"
     )
@@ -100,7 +113,11 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail(EXIT_UNREADABLE, f"{args.file}: {exc}")
     except OSError as exc:
         return _fail(EXIT_UNREADABLE, f"cannot read {args.file}: {exc}")
-    units = _decide_units(fmt, declared, mesh, args.units)
+    try:
+        anatomy = _anatomy_rows(args.anatomy)
+    except ValueError as exc:
+        return _fail(EXIT_UNREADABLE, f"--anatomy: {exc}")
+    units = _decide_units(fmt, declared, mesh, args.units, anatomy)
     lengths_in = "mm" if units["scale_to_mm"] is not None else "file units"
     if units["scale_to_mm"] is not None and units["scale_to_mm"] != 1.0:
         mesh = _scaled(mesh, units["scale_to_mm"])
@@ -165,7 +182,11 @@ def _repair(args: argparse.Namespace) -> int:
         return _fail(EXIT_UNREADABLE, f"{source}: {exc}")
     except OSError as exc:
         return _fail(EXIT_UNREADABLE, f"cannot read {source}: {exc}")
-    units = _decide_units(fmt, declared, mesh, args.units)
+    try:
+        anatomy = _anatomy_rows(args.anatomy)
+    except ValueError as exc:
+        return _fail(EXIT_UNREADABLE, f"--anatomy: {exc}")
+    units = _decide_units(fmt, declared, mesh, args.units, anatomy)
     if units["scale_to_mm"] is None:
         guess = units["guess"]
         options = ", ".join(
@@ -186,6 +207,8 @@ def _repair(args: argparse.Namespace) -> int:
         result = repair(mesh, settings)
     except MeshError as exc:
         return _fail(EXIT_UNREADABLE, f"{source}: {exc}")
+    except TooComplex as exc:
+        return _fail(EXIT_NEEDS_ATTENTION, f"{source}: {exc}; nothing was written")
     ok = result.verdict == "repaired"
     status = "repaired" if ok else ATTENTION_MARK
     _write_mesh(result.mesh, out, None if ok else ATTENTION_MARK)
@@ -226,7 +249,22 @@ def _read(path: Path) -> tuple[str, str | None, trimesh.Trimesh]:
     return fmt, declared_unit_from_header(path, fmt), load_mesh(path, fmt)
 
 
-def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: str | None):
+def _anatomy_rows(name: str | None) -> list[dict]:
+    """The size row named by ``--anatomy``, from config/anatomy.toml."""
+    if not name:
+        return []
+    with ANATOMY_FILE.open("rb") as fh:
+        rows = parse_sizes(tomllib.load(fh).get("sizes", []), where=str(ANATOMY_FILE))
+    return [by_name(name, rows).to_dict()]
+
+
+def _decide_units(
+    fmt: str,
+    declared: str | None,
+    mesh: trimesh.Trimesh,
+    given: str | None,
+    anatomy: list[dict] | None = None,
+):
     """Which scale takes the loaded coordinates to mm, and why (``scale_to_mm`` None: unclear).
 
     The 3MF reader already applies the file's own unit, so a 3MF is in mm once loaded; a
@@ -254,7 +292,7 @@ def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: 
             "source": f"--units {given}, replacing the 3MF's declared {UNIT_NAMES[file_unit]}",
             "guess": guess.to_dict(),
         }
-    guess: UnitGuess = guess_units(extents, volume, declared)
+    guess: UnitGuess = guess_units(extents, volume, declared, anatomy=anatomy)
     if given is not None:
         source = f"--units {given}"
         if guess.clear and guess.proposed != given:
@@ -269,7 +307,11 @@ def _decide_units(fmt: str, declared: str | None, mesh: trimesh.Trimesh, given: 
         return {
             "unit": guess.proposed,
             "scale_to_mm": guess.scale_to_mm,
-            "source": "declared in the file" if guess.declared else "size guess (clear-cut)",
+            "source": "declared in the file"
+            if guess.declared
+            else "the named anatomy's size (clear-cut)"
+            if guess.anatomy
+            else "size guess (clear-cut)",
             "guess": guess.to_dict(),
         }
     return {"unit": None, "scale_to_mm": None, "source": "unclear", "guess": guess.to_dict()}

@@ -21,6 +21,9 @@ that a slicer can print:
 Nothing here decides the verdict: the caller measures the candidate against the original
 with the same gate and fidelity report, and the verdict stays "needs attention" with the
 standard repair's reasons.
+
+Over 400 lines for a reason: the closed candidate is one algorithm (cut, orient, fill, drop)
+whose helpers share its invariants; it is the pipeline's "close" step on its own.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import pymeshlab
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pocprint.mesh.analyse import (
+from pocprint.mesh.topology import (
     edge_table,
     face_components,
+    flip_faces,
     group_identical_rows,
     isin_sorted,
     non_manifold_vertex_mask,
@@ -532,11 +536,7 @@ def _orient_coherently(
         flip |= _tree_parity(n, f1, f2, same, non_orientable)
     if not flip.any():
         return faces, edges
-    faces = faces.copy()
-    faces[flip] = faces[flip][:, ::-1]
-    edge_id = edge_id.copy()  # (a,b,c) -> (c,b,a): edges (c,b),(b,a),(a,c) = old 1, 0, 2
-    edge_id[flip] = edge_id[flip][:, [1, 0, 2]]
-    return faces, (edge_id, counts)
+    return flip_faces(faces, (edge_id, counts), flip)
 
 
 def _tree_parity(

@@ -1,6 +1,6 @@
 """Which faces a repair invented and which it removed, face by face, for the 3D viewer.
 
-The repair report (``repair._fidelity``) sums the changes up as patches and regions; the viewer
+The repair report (``fidelity.fidelity``) sums the changes up as patches and regions; the viewer
 needs the faces themselves, as indices into each mesh as stored. A face is "the same" in both
 meshes when its three corners sit at bit-identical positions (``-0.0`` equals ``0.0``), in any
 order and either orientation: a repair that only re-orients or reorders a face has not changed
@@ -13,7 +13,7 @@ millimetre or so) towards their fan. The faces around such a copy are the upload
 ``surface_changes`` takes a snap distance: a repaired vertex that is not at an original position
 but lies within it of one (nearest original vertex, plus the float32 rounding of the saved
 file) counts as that original position. With no snap distance the match stays exact.
-The counts then agree with the repair report's fidelity figures (``repair._fidelity_and_match``
+The counts then agree with the repair report's fidelity figures (``fidelity.fidelity_and_match``
 matches every repaired vertex to its nearest original vertex, at any distance): invented faces
 = ``fidelity.invented.faces``, removed = ``removed.faces + removed.zero_area_faces_dropped``,
 ``moved_vertices`` = ``kept_surface.moved_vertices``. They can differ only where the report
@@ -33,7 +33,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from pocprint.mesh.analyse import face_areas, unique_inverse
+from pocprint.mesh.topology import face_areas, unique_inverse
 
 # Below this many distinct positions a face's three corner labels pack into one int64 (n**3
 # fits); above it, corner pairs are numbered first (a sort more).

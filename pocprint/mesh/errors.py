@@ -41,3 +41,20 @@ class MeshError(ValueError):
 
     def __reduce__(self):  # keep code and message when pickled to/from a worker process
         return (type(self), (self.code, self.message))
+
+
+class TooComplex(Exception):
+    """Mesh work that went past a bound (wall time, memory, or a step's own bound).
+
+    Not a bad file: a sound but unusual mesh may hit it too, so a person repairs it by hand.
+    ``measured`` holds the figures (what was measured, and the limit it passed) for the
+    part's report; ``str(error)`` is the sentence shown to the technician.
+    """
+
+    def __init__(self, message: str, measured: dict) -> None:
+        super().__init__(message)
+        self.message = message
+        self.measured = dict(measured)
+
+    def __str__(self) -> str:
+        return self.message

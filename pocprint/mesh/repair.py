@@ -1,4 +1,7 @@
-"""Automatic mesh repair with a strict printability gate and a fidelity report.
+"""Automatic mesh repair with a strict printability gate and a fidelity report: the pipeline's
+orchestration. Its steps live beside it: analyse.py (figures), close.py (the closed
+candidate), gate.py, fidelity.py and removed.py (what changed), selfintersections.py,
+overlaps.py (the search's bound), with topology.py and ray.py the shared primitives.
 
 The repair runs MeshLab filters (pymeshlab) on a copy while the original stays in numpy, never
 handed to a filter; manifold3d then acts as the gate (it never repairs). The fidelity report
@@ -10,6 +13,9 @@ cap: (1) how far the kept surface moved, (2) how much surface was invented to cl
 
 Self-intersections (before and after), thin walls and an implausible overall size are reported
 as ``warnings``: the technician must see them, but they never change the verdict.
+
+Over 400 lines for a reason: the orchestration with the MeshLab filter sequence, the
+orientation of inside-out shells and the candidate hand-off; the steps are their own modules.
 """
 
 from __future__ import annotations
@@ -19,38 +25,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 
-import manifold3d
 import numpy as np
 import pymeshlab
 import trimesh
-from scipy.spatial import cKDTree
 
 from pocprint.mesh.analyse import (
     MeshAnalysis,
     analyse_welded,
     analyse_welded_details,
-    boundary_loops,
-    count_self_intersections,
-    edge_table,
-    face_areas,
-    face_components,
-    face_keys,
-    group_identical_rows,
-    isin_sorted,
     select_self_intersections,
     thin_walls,
-    weld_exact,
 )
 from pocprint.mesh.close import close_candidate
-from pocprint.mesh.errors import MeshError
+from pocprint.mesh.errors import MeshError, TooComplex
+from pocprint.mesh.fidelity import fidelity_and_match, fidelity_reasons
+from pocprint.mesh.gate import gate_mesh, gate_reasons
+from pocprint.mesh.overlaps import overlapping_pairs_per_face, search_too_costly
+from pocprint.mesh.ray import count_ray_hits
 from pocprint.mesh.read import save_mesh  # re-exported: the repair module owns the output
+from pocprint.mesh.selfintersections import after_self_intersections
 from pocprint.mesh.settings import RepairSettings  # re-exported: defined with its loader
+from pocprint.mesh.stopwatch import Stopwatch
+from pocprint.mesh.topology import (
+    edge_table,
+    face_components,
+    flip_faces,
+    group_identical_rows,
+    weld_exact,
+)
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
 __all__ = ["RepairResult", "RepairSettings", "repair", "save_mesh"]
-
-# Largest patches/removed regions listed individually in the report (largest first).
-_DETAIL_LIMIT = 10
 
 
 @dataclass
@@ -120,61 +125,46 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
     settings = settings or RepairSettings()
     clock = time.perf_counter
     t0 = clock()
-    v0, f0 = weld_exact(mesh.vertices, mesh.faces)
-    if len(f0) == 0:
-        raise MeshError("no_triangles", "The mesh has no triangles, so there is nothing to repair.")
+    watch = Stopwatch(("analysis", "repair", "gate", "fidelity", "thin_walls"))
+    with watch.phase("analysis"):
+        v0, f0 = weld_exact(mesh.vertices, mesh.faces)
+        if len(f0) == 0:
+            raise MeshError(
+                "no_triangles", "The mesh has no triangles, so there is nothing to repair."
+            )
+        _bound_self_intersection_search(v0, f0, settings)
     # One MeshSet serves the self-intersection count of the input and then the filters.
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)), "repaired")
-    spent = dict.fromkeys(("analysis", "repair", "gate", "fidelity", "thin_walls"), 0.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The count runs while numpy works below; it must end before any other pymeshlab
         # call (the filters, or the count after repair), which waits for it.
         si_job = pool.submit(_timed, select_self_intersections, ms)
-        t1 = clock()
-        before, details = analyse_welded_details(v0, f0)
-        clean = _nothing_to_repair(v0, before, details, settings)
-        spent["analysis"] += clock() - t1 + (t1 - t0)
+        with watch.phase("analysis"):
+            before, details = analyse_welded_details(v0, f0)
+            clean = _nothing_to_repair(v0, before, details, settings)
 
-        t1 = clock()
         steps: list[dict] = []
-        if clean is None:
-            si_job.result()
-            _run_filters(ms, settings, steps)
-            current = ms.current_mesh()
-            v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
-            del current
-            ms.clear()  # MeshLab's copies are not needed any more (memory)
-            edges = edge_table(f1, len(v1))
-        else:
-            # The filters would leave the mesh exactly as it is (see _nothing_to_repair).
-            steps.append({"filter": "meshlab_repair_filters", "params": {}, "skipped": clean})
-            v1, f1, edges = v0, f0, details["edges"]
-        # With every edge manifold (clean), the analysis' shells are the orientation's shells.
-        shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
-        f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
-        repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
-        spent["repair"] += clock() - t1
+        with watch.phase("repair"):
+            v1, f1, edges = _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps)
+            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
 
-        t1 = clock()
-        # Nothing changed: the figures of the input hold for the output.
-        after_details = details
-        if f1 is not f0:
-            after, after_details = analyse_welded_details(v1, f1, edges)
-        else:
-            after = before
-        spent["analysis"] += clock() - t1
-        t1 = clock()
-        gate = _gate(v1, f1, edges, after)
-        spent["gate"] += clock() - t1
-        standard_reasons = _gate_reasons(gate, after, settings)
+        with watch.phase("analysis"):
+            # Nothing changed: the figures of the input hold for the output.
+            after_details = details
+            if f1 is not f0:
+                after, after_details = analyse_welded_details(v1, f1, edges)
+            else:
+                after = before
+        with watch.phase("gate"):
+            gate = gate_mesh(v1, f1, edges, after)
+        standard_reasons = gate_reasons(gate, after, settings)
         candidate: dict = {"used": False}
         if not gate["passed"] and len(f1):
-            t1 = clock()
-            made = _closed_candidate(
-                v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
-            )
-            spent["candidate"] = clock() - t1
+            with watch.phase("candidate"):
+                made = _closed_candidate(
+                    v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
+                )
             candidate = made["record"]
             if made["mesh"] is not None:
                 candidate["standard_repair"] = {
@@ -184,34 +174,32 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
                 }
                 v1, f1, edges, after, gate = made["mesh"]
                 repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
-        t1 = clock()
-        fidelity, match = _fidelity_and_match(v0, f0, v1, f1)
-        spent["fidelity"] += clock() - t1
-        t1 = clock()
-        walls = thin_walls(
-            v1,
-            f1,
-            settings.min_feature_mm,
-            max_samples=settings.thin_wall_samples,
-            warn_share=settings.thin_wall_warn_share,
-        )
-        spent["thin_walls"] += clock() - t1
+        with watch.phase("fidelity"):
+            fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings)
+        with watch.phase("thin_walls"):
+            walls = thin_walls(
+                v1,
+                f1,
+                settings.min_feature_mm,
+                max_samples=settings.thin_wall_samples,
+                warn_share=settings.thin_wall_warn_share,
+            )
         t1 = clock()
         flagged0, t_si0 = si_job.result()
         waited = clock() - t1
     del ms
     t1 = clock()
-    si_after, si_method = _after_self_intersections(v0, f0, flagged0, v1, f1, match)
+    si_after, si_method = after_self_intersections(v0, f0, flagged0, v1, f1, match)
     t_si1 = clock() - t1
     before = replace(before, self_intersecting_faces=int(flagged0.sum()))
     after = replace(after, self_intersecting_faces=si_after, thin_walls=walls)
     t7 = clock()
 
     if candidate["used"]:
-        reasons = _candidate_reasons(candidate, settings) + _gate_reasons(gate, after, settings)
+        reasons = _candidate_reasons(candidate, settings) + gate_reasons(gate, after, settings)
     else:
         reasons = standard_reasons
-    reasons += _fidelity_reasons(fidelity, settings)
+    reasons += fidelity_reasons(fidelity, settings)
     return RepairResult(
         mesh=repaired,
         before=before,
@@ -222,7 +210,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         library_versions=library_versions(),
         fidelity=fidelity,
         duration_s={
-            **{key: round(value, 4) for key, value in spent.items()},
+            **watch.rounded(),
             # Its own duration (it runs alongside the rest, see above) and the wait for it.
             "self_intersections": round(t_si0 + t_si1, 4),
             "self_intersections_wait": round(waited, 4),
@@ -234,6 +222,46 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         methods={"self_intersections_after": si_method},
         candidate=candidate,
     )
+
+
+def _bound_self_intersection_search(
+    vertices: np.ndarray, faces: np.ndarray, settings: RepairSettings
+) -> None:
+    """Stop before MeshLab's pair search when it would test most pairs of faces."""
+    per_face = overlapping_pairs_per_face(vertices, faces)
+    if search_too_costly(per_face, len(faces), settings.max_box_overlaps_per_face):
+        raise TooComplex(
+            "too complex to repair automatically: on average each triangle's bounding box "
+            f"overlaps about {per_face:,.0f} others (limit "
+            f"{settings.max_box_overlaps_per_face:g}), as in a soup of random triangles; "
+            "the self-intersection search was not run",
+            {
+                "box_overlaps_per_face": round(per_face, 1),
+                "max_box_overlaps_per_face": settings.max_box_overlaps_per_face,
+                "triangles": len(faces),
+            },
+        )
+
+
+def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
+    """The MeshLab filters (unless there is nothing for them to change), then inside-out
+    shells turned outwards: (vertices, faces, edge table) of the repaired mesh."""
+    if clean is None:
+        si_job.result()
+        _run_filters(ms, settings, steps)
+        current = ms.current_mesh()
+        v1, f1 = weld_exact(current.vertex_matrix(), current.face_matrix())
+        del current
+        ms.clear()  # MeshLab's copies are not needed any more (memory)
+        edges = edge_table(f1, len(v1))
+    else:
+        # The filters would leave the mesh exactly as it is (see _nothing_to_repair).
+        steps.append({"filter": "meshlab_repair_filters", "params": {}, "skipped": clean})
+        v1, f1, edges = v0, f0, details["edges"]
+    # With every edge manifold (clean), the analysis' shells are the orientation's shells.
+    shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
+    f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
+    return v1, f1, edges
 
 
 def _timed(function, *args):
@@ -419,17 +447,16 @@ def _orient_outwards(
         point = vertices[faces[shell_faces[s][0], 0]]
         around = np.flatnonzero(closed & np.all(lo <= point, axis=1) & np.all(hi >= point, axis=1))
         nested = any(
-            _ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1 for o in around if o != s
+            count_ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1
+            for o in around
+            if o != s
         )
         if not nested:
             inverted.append(s)
     if not inverted:
         return faces, edges
     flip = np.isin(labels, inverted)
-    faces = faces.copy()
-    faces[flip] = faces[flip][:, ::-1]
-    edge_id = edge_id.copy()  # (a,b,c) -> (c,b,a): edges (c,b),(b,a),(a,c) = old 1, 0, 2
-    edge_id[flip] = edge_id[flip][:, [1, 0, 2]]
+    faces, (edge_id, counts) = flip_faces(faces, (edge_id, counts), flip)
     steps.append(
         {
             "filter": "invert_inside_out_shells",
@@ -441,28 +468,6 @@ def _orient_outwards(
         }
     )
     return faces, (edge_id, counts)
-
-
-def _ray_hits(origin: np.ndarray, tri: np.ndarray) -> int:
-    """Number of triangles hit by a ray from ``origin`` (Moller-Trumbore, vectorised).
-
-    The direction is deliberately skewed so the ray does not run along axis-aligned edges.
-    """
-    direction = np.array([0.5781, 0.5749, 0.5793])
-    e1 = tri[:, 1] - tri[:, 0]
-    e2 = tri[:, 2] - tri[:, 0]
-    p = np.cross(direction, e2)
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > 1e-18
-    inv = np.zeros_like(det)
-    inv[ok] = 1.0 / det[ok]
-    s = origin - tri[:, 0]
-    u = np.einsum("ij,ij->i", s, p) * inv
-    q = np.cross(s, e1)
-    v = (q @ direction) * inv
-    t = np.einsum("ij,ij->i", e2, q) * inv
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
-    return int(hit.sum())
 
 
 # ----------------------------------------------------------------------------- candidate
@@ -495,7 +500,7 @@ def _closed_candidate(
         record["rounded_to_float32"] = True
     f, edges = _orient_outwards(v, f, edges, steps)
     after = analyse_welded(v, f, edges)
-    gate = _gate(v, f, edges, after)
+    gate = gate_mesh(v, f, edges, after)
     if not gate["passed"]:
         record["not_used"] = step["not_used"] = f"the candidate failed the gate too: {gate}"
         return {"record": record, "mesh": None}
@@ -536,418 +541,3 @@ def _candidate_reasons(candidate: dict, settings: RepairSettings) -> list[str]:
         "surface below and accept it only with a reason."
     )
     return reasons
-
-
-# ----------------------------------------------------------------------------- gate
-
-
-def _gate(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    edges: tuple[np.ndarray, np.ndarray],
-    after: MeshAnalysis,
-) -> dict:
-    """Independent printability checks; all must hold for the verdict "repaired".
-
-    Non-manifold vertices are pocprint's own count (``after.non_manifold_vertices``), which
-    equals MeshLab's ``non_two_manifold_vertices`` on every corpus file (tested); MeshLab's
-    count cost ~1.3 s per million faces and is no longer run here.
-    """
-    finite = bool(np.isfinite(vertices).all())
-    if len(faces) and finite:
-        solid = manifold3d.Manifold(
-            manifold3d.Mesh64(
-                vert_properties=np.ascontiguousarray(vertices, dtype=np.float64),
-                tri_verts=np.ascontiguousarray(faces, dtype=np.uint64),
-            )
-        )
-        status = solid.status().name
-        empty = bool(solid.is_empty())
-        manifold_volume = None if empty else float(solid.volume())
-    else:
-        status, empty, manifold_volume = ("NoFaces" if finite else "NonFiniteVertex"), True, None
-    borders = boundary_loops(faces, edges) if len(faces) else []
-    gate = {
-        "finite_coordinates": finite,
-        "manifold3d_status": status,
-        "manifold3d_empty": empty,
-        "manifold3d_volume_mm3": manifold_volume,
-        "watertight": after.watertight,
-        "winding_consistent": after.winding_consistent,
-        "open_borders": len(borders),
-        "largest_open_border_edges": borders[0] if borders else 0,
-        "two_manifold": after.watertight and after.non_manifold_vertices == 0,
-        "non_manifold_vertices": after.non_manifold_vertices,
-        "volume_positive": after.volume_mm3 is not None and after.volume_mm3 > 0,
-    }
-    gate["passed"] = bool(
-        finite
-        and status == "NoError"
-        and not empty
-        and gate["watertight"]
-        and gate["winding_consistent"]
-        and gate["two_manifold"]
-        and gate["volume_positive"]
-    )
-    return gate
-
-
-def _gate_reasons(gate: dict, after: MeshAnalysis, settings: RepairSettings) -> list[str]:
-    reasons = []
-    if after.triangles == 0:
-        return ["The repair left no triangles: every part was noise or could not be kept."]
-    if not gate["finite_coordinates"]:
-        reasons.append("The repair produced NaN or infinite coordinates; the result is unusable.")
-    if after.boundary_edges:
-        reasons.append(
-            f"{after.boundary_edges} boundary edges remain open in {gate['open_borders']} "
-            f"hole(s) or open rim(s), the largest bounded by {gate['largest_open_border_edges']} "
-            f"edges. Holes of up to {settings.max_hole_edges} edges are closed automatically "
-            "unless the fill would intersect the surface; close these in the design software."
-        )
-    if after.non_manifold_edges:
-        reasons.append(f"{after.non_manifold_edges} non-manifold edges remain after repair.")
-    pinched = after.non_manifold_vertices
-    if pinched:
-        reasons.append(
-            f"{pinched} non-manifold vertices remain (separate surfaces touch in one point)."
-        )
-    if after.watertight and not after.winding_consistent:
-        reasons.append("Neighbouring faces still point in opposite directions (winding).")
-    if gate["manifold3d_status"] != "NoError" or gate["manifold3d_empty"]:
-        reasons.append(
-            f"manifold3d rejects the repaired mesh as a solid (status "
-            f"{gate['manifold3d_status']}); it is not a closed, oriented 2-manifold."
-        )
-    if after.watertight and not gate["volume_positive"]:
-        reasons.append(
-            f"The enclosed volume is not positive ({after.volume_mm3:.3f} mm3): the surface "
-            "is inside out or encloses nothing."
-        )
-    if not reasons and not gate["passed"]:  # defensive: never pass a failed gate silently
-        reasons.append(f"The printability gate failed: {gate}.")
-    return reasons
-
-
-# ----------------------------------------------------------------------------- fidelity
-
-
-def _groups(vertices: np.ndarray, faces: np.ndarray) -> list[dict]:
-    """Edge-connected groups of the given faces, largest diameter first."""
-    if len(faces) == 0:
-        return []
-    edge_id, counts = edge_table(faces, len(vertices))
-    n, labels = face_components(edge_id, counts, only_manifold_edges=False)
-    areas = face_areas(vertices, faces)
-    tri = vertices[faces]
-    order = np.argsort(labels, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
-    lo = np.minimum.reduceat(tri.min(axis=1)[order], starts, axis=0)
-    hi = np.maximum.reduceat(tri.max(axis=1)[order], starts, axis=0)
-    group_area = np.bincount(labels, weights=areas, minlength=n)
-    group_faces = np.bincount(labels, minlength=n)
-    diameters = np.linalg.norm(hi - lo, axis=1)
-    out = [
-        {
-            "faces": int(group_faces[g]),
-            "area_mm2": float(group_area[g]),
-            "diameter_mm": float(diameters[g]),
-            "centre": [float(x) for x in 0.5 * (lo[g] + hi[g])],
-        }
-        for g in range(n)
-    ]
-    out.sort(key=lambda g: g["diameter_mm"], reverse=True)
-    return out
-
-
-def _match_vertices(v0: np.ndarray, v1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest original vertex of each repaired vertex, and the distance to it.
-
-    ``v0`` holds unique positions. Exact matches are found by hashing (the usual case: the
-    filters used here never move a vertex); only the rest go through a k-d tree.
-    """
-    if v0.shape == v1.shape and np.array_equal(v0, v1):  # nothing moved, nothing added
-        return np.arange(len(v1)), np.zeros(len(v1))
-    labels, first = group_identical_rows(np.vstack([v0, v1]))
-    owner = first[labels[len(v0) :]]  # first row with the same position
-    nearest = np.where(owner < len(v0), owner, -1)
-    displacement = np.zeros(len(v1))
-    unmatched = np.flatnonzero(nearest < 0)
-    if len(unmatched) and len(v0):
-        displacement[unmatched], nearest[unmatched] = cKDTree(v0).query(v1[unmatched], k=1)
-    return nearest, displacement
-
-
-def _fidelity(v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray) -> dict:
-    """Compare the repaired mesh with the original: kept, invented and removed surface."""
-    return _fidelity_and_match(v0, f0, v1, f1)[0]
-
-
-def _fidelity_and_match(
-    v0: np.ndarray, f0: np.ndarray, v1: np.ndarray, f1: np.ndarray
-) -> tuple[dict, dict]:
-    """Compare the repaired mesh with the original: kept, invented and removed surface.
-
-    Each repaired vertex is matched to its nearest original vertex. A repaired face whose
-    matched corners form an original face is "kept"; the others are "invented" (hole fills).
-    Original faces without a kept counterpart are "removed" (zero-area faces excluded).
-    Also returns the matching (``nearest``, ``displacement``, ``kept``, ``origin``: index of
-    an original face with the same corners per kept face, -1 otherwise) for reuse.
-    """
-    nearest, displacement = _match_vertices(v0, v1)
-    same = f1 is f0 or (
-        len(f1) == len(f0) and np.array_equal(np.sort(f1, axis=1), np.sort(f0, axis=1))
-    )
-    if v1 is v0 and same:
-        # Same vertices, each face an original face in the same place: all kept, none removed.
-        kept = np.ones(len(f1), dtype=bool)
-        removed = np.zeros(len(f0), dtype=bool)
-        origin = np.arange(len(f1))
-    else:
-        keys1 = face_keys(nearest[f1], len(v0)) if len(f1) else np.zeros(0, dtype=np.int64)
-        keys0 = face_keys(f0, len(v0))
-        order0 = np.argsort(keys0, kind="stable")
-        sorted0 = keys0[order0]
-        slot = np.minimum(np.searchsorted(sorted0, keys1), max(len(sorted0) - 1, 0))
-        kept = sorted0[slot] == keys1 if len(sorted0) else np.zeros(len(f1), dtype=bool)
-        origin = np.where(kept, order0[slot], -1) if len(sorted0) else -np.ones(len(f1), int)
-        removed = ~isin_sorted(keys0, keys1)
-    areas0 = face_areas(v0, f0)
-    zero_area = areas0 <= 0.0
-    invented_groups = _groups(v1, f1[~kept])
-    removed_groups = _groups(v0, f0[removed & ~zero_area])
-    kept_faces = f1[kept]
-    if f1 is f0 and v1 is v0:  # the same faces: the same areas
-        kept_area = float(areas0.sum())
-    else:
-        kept_area = float(face_areas(v1, kept_faces).sum()) if len(kept_faces) else 0.0
-    on_kept = np.zeros(len(v1), dtype=bool)
-    on_kept[kept_faces.ravel()] = True
-    deviation = _kept_deviation(v0, f0, v1, kept_faces, displacement, kept_area)
-    match = {"nearest": nearest, "displacement": displacement, "kept": kept, "origin": origin}
-    return {
-        "kept_surface": {
-            "faces": int(len(kept_faces)),
-            "area_mm2": kept_area,
-            "moved_vertices": int((on_kept & (displacement > 0)).sum()),
-            **deviation,
-        },
-        "invented": {
-            "patches": len(invented_groups),
-            "faces": int((~kept).sum()),
-            "area_mm2": float(sum(g["area_mm2"] for g in invented_groups)),
-            "largest_patch_diameter_mm": max(
-                (g["diameter_mm"] for g in invented_groups), default=0.0
-            ),
-            "largest_patches": invented_groups[:_DETAIL_LIMIT],
-            "patch_diameters_mm": [g["diameter_mm"] for g in invented_groups],
-        },
-        "removed": {
-            "components": len(removed_groups),
-            "faces": int((removed & ~zero_area).sum()),
-            "area_mm2": float(sum(g["area_mm2"] for g in removed_groups)),
-            "largest_diameter_mm": max((g["diameter_mm"] for g in removed_groups), default=0.0),
-            "zero_area_faces_dropped": int((removed & zero_area).sum()),
-            "largest_components": removed_groups[:_DETAIL_LIMIT],
-        },
-    }, match
-
-
-def _kept_deviation(
-    v0: np.ndarray,
-    f0: np.ndarray,
-    v1: np.ndarray,
-    kept_faces: np.ndarray,
-    displacement: np.ndarray,
-    kept_area: float,
-) -> dict:
-    """Distance from the kept repaired surface to the original surface (max, area mean).
-
-    Kept faces whose corners did not move coincide with original faces: distance exactly 0,
-    no sampling needed. Faces with a moved corner are sampled (vertices and face interiors)
-    and measured against the original surface with MeshLab's Hausdorff filter.
-    """
-    if len(kept_faces) == 0:
-        return {"max_mm": 0.0, "mean_mm": 0.0, "method": "no kept faces", "samples": 0}
-    moved_faces = kept_faces[(displacement[kept_faces] > 0).any(axis=1)]
-    if len(moved_faces) == 0:
-        return {
-            "max_mm": 0.0,
-            "mean_mm": 0.0,
-            "method": "exact: no kept vertex moved",
-            "samples": 0,
-        }
-    sub_v, sub_f = weld_exact(v1, moved_faces)
-    ms = pymeshlab.MeshSet()
-    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=sub_v, face_matrix=sub_f.astype(np.int32)))
-    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)))
-    diag = float(np.linalg.norm(np.ptp(np.vstack([v0, sub_v]), axis=0))) or 1.0
-    samples = int(min(max(10 * len(sub_f), 1000), 1_000_000))
-    result = ms.get_hausdorff_distance(
-        sampledmesh=0,
-        targetmesh=1,
-        samplevert=True,
-        sampleface=True,
-        samplenum=samples,
-        maxdist=pymeshlab.PureValue(2 * diag),
-    )
-    moved_area = float(face_areas(sub_v, sub_f).sum())
-    mean = float(result["mean"]) * moved_area / kept_area if kept_area > 0 else 0.0
-    return {
-        "max_mm": float(result["max"]),
-        "mean_mm": mean,
-        "method": "hausdorff samples on faces with moved vertices",
-        "samples": int(result["n_samples"]),
-    }
-
-
-def _fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:
-    reasons = []
-    kept = fidelity["kept_surface"]
-    if kept["max_mm"] > settings.max_kept_surface_deviation_mm:
-        reasons.append(
-            f"The repair moved the kept surface by up to {kept['max_mm']:.3f} mm (limit "
-            f"{settings.max_kept_surface_deviation_mm} mm)."
-        )
-    invented = fidelity["invented"]
-    if invented["largest_patch_diameter_mm"] > settings.max_invented_patch_diameter_mm:
-        limit = settings.max_invented_patch_diameter_mm
-        big = sum(1 for d in invented["patch_diameters_mm"] if d > limit)
-        reasons.append(
-            f"Hole filling invented {invented['patches']} patch(es), {invented['area_mm2']:.1f} "
-            f"mm2 in total; the largest is {invented['largest_patch_diameter_mm']:.1f} mm across "
-            f"(limit {settings.max_invented_patch_diameter_mm} mm; {big} over the limit). Check "
-            "that the closed surface is anatomically plausible."
-        )
-    removed = fidelity["removed"]
-    if removed["largest_diameter_mm"] > settings.max_removed_diameter_mm:
-        reasons.append(
-            f"The repair removed {removed['components']} region(s), {removed['area_mm2']:.1f} "
-            f"mm2 in total; the largest is {removed['largest_diameter_mm']:.1f} mm across "
-            f"(limit {settings.max_removed_diameter_mm} mm). Check that no anatomy was lost."
-        )
-    return reasons
-
-
-# ----------------------------------------------------------------------------- self-intersections
-
-# Above this share of the faces, the sub-mesh would save little: count on the whole mesh.
-_SUBSET_SHARE_LIMIT = 0.5
-
-
-def _after_self_intersections(
-    v0: np.ndarray,
-    f0: np.ndarray,
-    flagged0: np.ndarray,
-    v1: np.ndarray,
-    f1: np.ndarray,
-    match: dict,
-) -> tuple[int, str]:
-    """MeshLab's self-intersecting face count of the repaired mesh, and how it was obtained.
-
-    MeshLab flags a face when it intersects another face; each pair whose bounding boxes
-    overlap is tested once (lower index first) by a test that depends only on the two faces'
-    corner positions, corner order and shared vertices. A kept face whose corners are original
-    vertices that did not move, in their original order, and in the same relative face order
-    ("unchanged"; a face moved to another place in the face list, or with a moved corner such
-    as a copy of a split vertex, counts as changed) is tested against another unchanged face
-    exactly as before the repair: repaired vertices have distinct positions (welded), so two
-    unchanged faces share a vertex exactly when their original faces did. So an unchanged face that was not flagged before can
-    only be flagged now by a changed face (invented, or with its corners reordered), whose
-    bounding box it must then overlap. Counting on the sub-mesh of: changed faces, unchanged
-    faces flagged before, and unchanged faces near a changed face's bounding box (a superset
-    of those overlapping it) therefore gives the same count as the whole mesh. Otherwise, or
-    when the sub-mesh would hold most faces, the whole mesh is counted.
-    """
-    if len(f1) == 0:
-        return 0, "no faces"
-    nearest, displacement, kept, origin = (
-        match["nearest"],
-        match["displacement"],
-        match["kept"],
-        match["origin"],
-    )
-    full = "whole repaired mesh"
-    if (nearest < 0).any():
-        return count_self_intersections(v1, f1), full
-    unchanged = kept.copy()
-    idx = np.flatnonzero(kept)
-    unchanged[idx] = (nearest[f1[idx]] == f0[origin[idx]]).all(axis=1) & (
-        displacement[f1[idx]] == 0
-    ).all(axis=1)
-    unchanged[np.flatnonzero(unchanged)[_out_of_order(origin[unchanged])]] = False
-    include = ~unchanged
-    include[unchanged] = flagged0[origin[unchanged]]
-    changed = np.flatnonzero(~unchanged)
-    if len(changed):
-        include |= unchanged & _near_boxes(v1, f1, changed)
-    if include.sum() > _SUBSET_SHARE_LIMIT * len(f1):
-        return count_self_intersections(v1, f1), full
-    sub = f1[include]
-    if len(sub) == 0:
-        return 0, "no changed or previously intersecting faces: none"
-    used, compact = np.unique(sub, return_inverse=True)
-    count = count_self_intersections(v1[used], compact.reshape(-1, 3))
-    return count, (
-        f"sub-mesh of {len(sub)} faces: changed by the repair, intersecting before, or near "
-        "a changed face (equal to the whole-mesh count, see repair._after_self_intersections)"
-    )
-
-
-def _out_of_order(values: np.ndarray) -> np.ndarray:
-    """A small set of positions whose removal leaves ``values`` strictly increasing.
-
-    Either the values not below every later value, or those not above every earlier value
-    (whichever set is smaller); a face MeshLab moved to another place in the face list is
-    then treated as changed.
-    """
-    if len(values) < 2:
-        return np.zeros(len(values), dtype=bool)
-    later_min = np.minimum.accumulate(values[::-1])[::-1]
-    moved_up = np.r_[values[:-1] >= later_min[1:], False]
-    earlier_max = np.maximum.accumulate(values)
-    moved_down = np.r_[False, values[1:] <= earlier_max[:-1]]
-    return moved_up if moved_up.sum() <= moved_down.sum() else moved_down
-
-
-def _near_boxes(vertices: np.ndarray, faces: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per face: may its bounding box overlap the bounding box of a ``targets`` face?
-
-    A superset (never misses an overlap): boxes are padded, and the few faces larger than
-    the grid cell are always reported. Faces are put in a grid by the cell of their box's
-    lower corner; a face of size up to one cell can only overlap a target box from a cell
-    between one below the target's lower cell and its upper cell on each axis. Targets
-    larger than the cell (long hole-fill triangles) use a second grid of their own size.
-    """
-    tri = vertices[faces]
-    lo = tri.min(axis=1)
-    hi = tri.max(axis=1)
-    span = float(np.ptp(vertices, axis=0).max()) if len(vertices) else 0.0
-    pad = 1e-9 * max(span, 1.0)
-    lo -= pad
-    hi += pad
-    size = (hi - lo).max(axis=1)
-    cell = max(float(np.quantile(size, 0.999)), pad)
-    near = size > cell  # large faces: always included
-    origin = lo.min(axis=0)
-    big = size[targets] > cell
-    for group in (targets[~big], targets[big]):
-        if len(group) == 0:
-            continue
-        group_cell = max(cell, float(size[group].max()))
-        low_cell = np.floor((lo - origin) / group_cell).astype(np.int64)
-        dims = low_cell.max(axis=0) + 4
-        if float(np.prod(dims.astype(float))) > 2.0**62:  # keys would overflow: every face
-            return np.ones(len(faces), dtype=bool)
-        t_lo = low_cell[group] - 1
-        t_hi = np.floor((hi[group] - origin) / group_cell).astype(np.int64)
-        # Each target covers at most 3 cells per axis (its size is at most one cell).
-        offsets = np.stack(np.meshgrid([0, 1, 2], [0, 1, 2], [0, 1, 2]), -1).reshape(-1, 3)
-        cand = t_lo[:, None, :] + offsets[None, :, :]
-        cand = cand[(cand <= t_hi[:, None, :]).all(axis=2)] + 1  # + 1: no negative cell
-
-        def key(c: np.ndarray, dims: np.ndarray = dims) -> np.ndarray:
-            return (c[..., 0] * dims[1] + c[..., 1]) * dims[2] + c[..., 2]
-
-        near |= isin_sorted(key(low_cell + 1), np.unique(key(cand)))
-    return near

@@ -38,6 +38,11 @@ class RepairSettings:
     min_feature_mm: float = 0.8  # thinner walls give a warning (never a gate)
     thin_wall_warn_share: float = 0.01  # warn above this share of the surface area
     thin_wall_samples: int = 20_000  # rays cast at most, so the check stays bounded
+    # Faces whose boxes overlap a face's, on average, above which MeshLab's self-intersection
+    # search is not run and the part is "too complex" (surfaces: 7-40; a random soup: 20,000).
+    max_box_overlaps_per_face: float = 500.0
+    # A removed loose shell or fin enclosing less than this (mm3) is noise, not anatomy.
+    noise_volume_mm3: float = 1.0
     device_type: str = DEFAULT_TABLE  # which table of the configuration was applied
 
     def __post_init__(self) -> None:
@@ -55,6 +60,8 @@ _RULES: dict[str, tuple[type, float, float, bool]] = {
     "min_feature_mm": (float, 0.0, 100.0, False),
     "thin_wall_warn_share": (float, 0.0, 1.0, True),
     "thin_wall_samples": (int, 1, 10_000_000, True),
+    "max_box_overlaps_per_face": (float, 1.0, 1e9, True),
+    "noise_volume_mm3": (float, 0.0, 1e9, True),
 }
 
 

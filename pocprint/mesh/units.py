@@ -18,6 +18,9 @@ The size rule looks at the largest bounding-box extent the mesh would have in ea
 Size alone cannot tell a 33 mm aneurysm from a 332 mm object in centimetres, or a 7 mm ossicle
 from a 70 mm part in centimetres: such files stay unclear, with millimetres proposed first
 (segmentation software exports mm; DICOM patient coordinates are mm).
+
+Over 400 lines for a reason: the unit rules (declared, size band, expected size, anatomy)
+and the header readers of every format that may state one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import math
 import re
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "in": 25.4}
@@ -73,6 +76,8 @@ class UnitGuess:
     # Per unit: extents_mm, largest_mm, volume_cm3 (closed meshes), score, plausible.
     candidates: dict[str, dict] = field(default_factory=dict)
     declared: str | None = None
+    # The order's anatomy size rows weighed (name, low_mm, high_mm, source), if any.
+    anatomy: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready copy for reports."""
@@ -81,15 +86,19 @@ class UnitGuess:
             "scale_to_mm": self.scale_to_mm,
             "clear": self.clear,
             "declared": self.declared,
+            "anatomy": [dict(a) for a in self.anatomy],
             "reasons": list(self.reasons),
             "candidates": {u: dict(c) for u, c in self.candidates.items()},
         }
 
 
-def size_score(largest_mm: float) -> float:
-    """Plausibility of a largest extent in mm: 1 well inside, 0 outside, log-linear between."""
-    lo, hi = PLAUSIBLE_MM
-    core_lo, core_hi = WELL_INSIDE_MM
+def size_score(largest_mm: float, band: tuple | None = None) -> float:
+    """Plausibility of a largest extent in mm: 1 well inside, 0 outside, log-linear between.
+
+    ``band`` is ((plausible low, high), (well-inside low, high)) in mm; None: the fixed
+    5-600 / 10-300 mm (domain.anatomy_sizes.plausible_band makes one from the lab's anatomy
+    table and printer beds)."""
+    (lo, hi), (core_lo, core_hi) = band or (PLAUSIBLE_MM, WELL_INSIDE_MM)
     if not math.isfinite(largest_mm) or largest_mm < lo or largest_mm > hi:
         return 0.0
     if largest_mm < core_lo:
@@ -105,6 +114,8 @@ def guess_units(
     declared: str | None = None,
     *,
     expected_largest_mm: float | None = None,
+    anatomy: Sequence[dict] | None = None,
+    band: tuple | None = None,
 ) -> UnitGuess:
     """Guess the unit of a mesh from its bounding-box extents (in file units).
 
@@ -113,16 +124,36 @@ def guess_units(
     size it gives is outside the plausible range, which points to a wrong declaration.
     ``expected_largest_mm`` (e.g. from the case or the source scan) replaces the size band:
     the unit whose largest extent is within x1.5 of it is clear if it is the only one.
+    ``anatomy``: the size rows of the order's anatomy (``SizeRange.to_dict()``); the unit whose
+    size falls in a row's range is clear if it is the only one; if none or several fit, the
+    guess is never clear. ``band`` replaces the fixed plausible range (see ``size_score``).
     """
     ext = [float(x) for x in extents]
     if len(ext) != 3 or not all(math.isfinite(x) and x >= 0 for x in ext):
         raise ValueError(f"extents must be three finite non-negative numbers, got {extents!r}")
-    candidates = {unit: _candidate(ext, volume, factor) for unit, factor in UNIT_TO_MM.items()}
+    band = band or (PLAUSIBLE_MM, WELL_INSIDE_MM)
+    candidates = {
+        unit: _candidate(ext, volume, factor, band) for unit, factor in UNIT_TO_MM.items()
+    }
     reasons: list[str] = []
     if declared is not None:
-        return _declared_guess(declared, ext, volume, candidates, reasons)
+        return _declared_guess(declared, ext, volume, candidates, reasons, band)
     if expected_largest_mm is not None:
         return _expected_guess(float(expected_largest_mm), candidates, reasons)
+    if anatomy:
+        rows = [dict(r) for r in anatomy]
+        decided = _anatomy_guess(rows, candidates, reasons)
+        if decided is not None:
+            return decided
+        why = reasons.pop(0)  # the anatomy fits no unit or several: a person confirms
+        guess = _size_guess(candidates, reasons, band)
+        return replace(guess, clear=False, anatomy=rows, reasons=[why, *guess.reasons])
+    return _size_guess(candidates, reasons, band)
+
+
+def _size_guess(candidates: dict, reasons: list[str], band: tuple) -> UnitGuess:
+    """Size alone decides: exactly one unit gives a plausible size, well inside the band."""
+    plausible_mm = band[0]
 
     plausible = [u for u, c in candidates.items() if c["plausible"]]
     for unit in plausible:
@@ -145,10 +176,12 @@ def guess_units(
         reasons.insert(0, f"only {UNIT_NAMES[unit]} give a plausible size")
         return _guess(unit, True, reasons, candidates)
     if not plausible:
-        unit = min(candidates, key=lambda u: _distance_to_band(candidates[u]["largest_mm"]))
+        unit = min(
+            candidates, key=lambda u: _distance_to_band(candidates[u]["largest_mm"], plausible_mm)
+        )
         reasons.insert(
             0,
-            f"no unit gives a plausible size ({PLAUSIBLE_MM[0]:g}-{PLAUSIBLE_MM[1]:g} mm "
+            f"no unit gives a plausible size ({plausible_mm[0]:g}-{plausible_mm[1]:g} mm "
             f"largest extent); nearest is {UNIT_NAMES[unit]} "
             f"({candidates[unit]['largest_mm']:.4g} mm)",
         )
@@ -207,10 +240,10 @@ def declared_unit_from_header(path: Path, fmt: str) -> str | None:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _candidate(ext: list[float], volume: float | None, factor: float) -> dict:
+def _candidate(ext: list[float], volume: float | None, factor: float, band: tuple) -> dict:
     extents_mm = [x * factor for x in ext]
     largest = max(extents_mm)
-    score = size_score(largest)
+    score = size_score(largest, band)
     return {
         "extents_mm": extents_mm,
         "largest_mm": largest,
@@ -220,7 +253,7 @@ def _candidate(ext: list[float], volume: float | None, factor: float) -> dict:
     }
 
 
-def _guess(unit: str, clear: bool, reasons: list[str], candidates: dict, declared=None):
+def _guess(unit: str, clear: bool, reasons: list[str], candidates: dict, declared=None, anatomy=()):
     return UnitGuess(
         proposed=unit,
         scale_to_mm=DECLARED_UNIT_TO_MM[unit],
@@ -228,23 +261,55 @@ def _guess(unit: str, clear: bool, reasons: list[str], candidates: dict, declare
         reasons=reasons,
         candidates=candidates,
         declared=declared,
+        anatomy=list(anatomy),
     )
 
 
-def _declared_guess(declared, ext, volume, candidates, reasons) -> UnitGuess:
+def _anatomy_guess(rows: list[dict], candidates: dict, reasons: list[str]) -> UnitGuess | None:
+    """Clear when exactly one unit gives a size inside the range of the order's anatomy."""
+    for c in candidates.values():
+        c["anatomy_fit"] = [
+            r["name"] for r in rows if r["low_mm"] <= c["largest_mm"] <= r["high_mm"]
+        ]
+    fitting = [u for u, c in candidates.items() if c["anatomy_fit"]]
+    ranges = ", ".join(f"{r['name']} {r['low_mm']:g}-{r['high_mm']:g} mm" for r in rows)
+    if len(fitting) == 1:
+        unit = fitting[0]
+        c = candidates[unit]
+        reasons.insert(
+            0,
+            f"the part's anatomy expects a largest extent of {ranges}: only "
+            f"{UNIT_NAMES[unit]} fit ({c['largest_mm']:.4g} mm)",
+        )
+        reasons.extend(
+            f"{r['name']} size: {r['source']}" for r in rows if r["name"] in c["anatomy_fit"]
+        )
+        return _guess(unit, True, reasons, candidates, anatomy=rows)
+    if fitting:
+        sizes = "; ".join(f"{UNIT_NAMES[u]} {candidates[u]['largest_mm']:.4g} mm" for u in fitting)
+        reasons.insert(0, f"several units fit the part's anatomy ({ranges}): {sizes}")
+    else:
+        reasons.insert(
+            0,
+            f"no unit fits the part's anatomy ({ranges}): check the file and the order",
+        )
+    return None
+
+
+def _declared_guess(declared, ext, volume, candidates, reasons, band) -> UnitGuess:
     unit = _normalise_unit(declared)
     if unit is None:
         raise ValueError(
             f"unknown declared unit {declared!r}; expected one of {', '.join(DECLARED_UNIT_TO_MM)}"
         )
     if unit not in candidates:
-        candidates[unit] = _candidate(ext, volume, DECLARED_UNIT_TO_MM[unit])
+        candidates[unit] = _candidate(ext, volume, DECLARED_UNIT_TO_MM[unit], band)
     chosen = candidates[unit]
     reasons.append(f"the file declares {UNIT_NAMES[unit]}")
     if not chosen["plausible"]:
         reasons.append(
             f"but in {UNIT_NAMES[unit]} the model would be {_dims(chosen['extents_mm'])} mm, "
-            f"outside the plausible {PLAUSIBLE_MM[0]:g}-{PLAUSIBLE_MM[1]:g} mm: the "
+            f"outside the plausible {band[0][0]:g}-{band[0][1]:g} mm: the "
             "declaration may be wrong; confirm the unit"
         )
         return _guess(unit, False, reasons, candidates, declared=unit)
@@ -305,8 +370,8 @@ def _whole_mm(extents_mm: list[float]) -> bool:
     return all(x >= 1.0 and abs(x - round(x)) <= max(1e-5 * x, 1e-4) for x in extents_mm)
 
 
-def _distance_to_band(largest_mm: float) -> float:
-    lo, hi = PLAUSIBLE_MM
+def _distance_to_band(largest_mm: float, plausible_mm: tuple = PLAUSIBLE_MM) -> float:
+    lo, hi = plausible_mm
     if largest_mm <= 0:
         return math.inf
     return max(math.log(lo / largest_mm), math.log(largest_mm / hi), 0.0)

@@ -72,6 +72,7 @@ def case_facts(session: Session, case: Case, lab=None, holds: Holds | None = Non
                 label=part.label,
                 part_state=part.state,
                 usable=usable and part.state in ("processed", "approved"),
+                too_complex=part.verdict == Verdict.TOO_COMPLEX,
                 signoff_valid=gate.segmentation_step(session, part).valid,
                 design_state=gate.design_step(session, part, case).state,
                 **extra,

@@ -1,9 +1,12 @@
 """Worker step: read, scale to millimetres, analyse and repair uploaded meshes (never inside a
-web request). A file whose unit is not clear-cut waits for a technician to confirm it.
+web request). The mesh work runs in a child process under the part's wall-time and memory
+limits (mesh/bounded.py); the order's anatomy and the printers' beds go with it to decide the
+unit. A file whose unit is not clear-cut waits for a technician to confirm it.
 
-The step holds its part under a lease. A bad file is rejected with the reason; any other
-failure (a library crash, a full disk, no memory) is transient: the part is queued again
-after a back-off, and rejected only after `max_attempts` tries, with the last error.
+The step holds its part under a lease. A bad file is rejected with the reason; a part past a
+limit is processed with the verdict "too complex to repair automatically" and what was
+measured; any other failure (a library crash, a full disk) is transient: the part is queued
+again after a back-off, and rejected only after `max_attempts` tries, with the last error.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from pathlib import Path
 from sqlalchemy import or_
 from sqlmodel import select
 
+from pocprint.domain.anatomy_sizes import plausible_band, ranges_for
 from pocprint.domain.states import PartState, Verdict
 from pocprint.faults import kill_point
-from pocprint.mesh.errors import MeshError
-from pocprint.mesh.read import load_mesh
-from pocprint.mesh.repair import repair, save_mesh
-from pocprint.mesh.settings import load_repair_settings
-from pocprint.mesh.units import UNIT_TO_MM, declared_unit_from_header, guess_units
+from pocprint.mesh.bounded import run_bounded
+from pocprint.mesh.errors import MeshError, TooComplex
+from pocprint.mesh.units import UNIT_TO_MM
 from pocprint.services import audit, leases
 from pocprint.services.actors import SYSTEM
+from pocprint.services.anatomy import size_ranges
 from pocprint.services.lab import Lab
 from pocprint.services.transitions import StaleState, move
 from pocprint.store.db import read_session, unit_of_work
@@ -33,24 +36,25 @@ from pocprint.store.models import Case, Part, utcnow
 log = logging.getLogger(__name__)
 
 
-def process_waiting_parts(lab: Lab) -> int:
-    """Process every queued part whose back-off has passed; returns how many."""
+def waiting_part_ids(lab: Lab) -> list[int]:
+    """Queued parts whose back-off has passed, oldest first."""
     with read_session(lab.engine) as session:
-        ids = session.exec(
-            select(Part.id)
-            .where(
-                Part.state == PartState.QUEUED,
-                or_(Part.retry_at.is_(None), Part.retry_at <= utcnow()),
-            )
-            .order_by(Part.id)
-        ).all()
-    return sum(1 for part_id in ids if process_part(lab, part_id))
+        return list(
+            session.exec(
+                select(Part.id)
+                .where(
+                    Part.state == PartState.QUEUED,
+                    or_(Part.retry_at.is_(None), Part.retry_at <= utcnow()),
+                )
+                .order_by(Part.id)
+            ).all()
+        )
 
 
-def _declared_unit(source: Path, fmt: str) -> str | None:
-    if fmt == "3mf":
-        return "mm"  # the 3MF reader applies the file's own `unit` attribute
-    return declared_unit_from_header(source, fmt)
+def process_waiting_parts(lab: Lab) -> int:
+    """Process every queued part whose back-off has passed, one after the other; returns how
+    many. (The worker runs several at once: scheduler.MeshSlots.)"""
+    return sum(1 for part_id in waiting_part_ids(lab) if process_part(lab, part_id))
 
 
 def process_part(lab: Lab, part_id: int) -> bool:
@@ -71,14 +75,20 @@ def process_part(lab: Lab, part_id: int) -> bool:
             return False
         source, fmt, units = lab.blobs.path(part.source_sha256), part.fmt, part.units
         attempts = part.attempts
-        device_type = session.get(Case, part.case_id).device_type
+        case = session.get(Case, part.case_id)
+        device_type = case.device_type
+        sizes = _unit_evidence(lab, case.anatomy) if units is None else {}
     kill_point("part.claimed")
     log.info("part %s: analysis and repair started", part_id)
     try:
         with leases.renewed(lab, Part, part_id, lease, PartState.PROCESSING):
-            outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type)
+            outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type, sizes)
     except MeshError as exc:
         _finish(lab, part_id, lease, PartState.REJECTED, "part.rejected", str(exc))
+        return True
+    except TooComplex as exc:
+        _too_complex(lab, part_id, lease, exc)
+        lab.wake("board")
         return True
     except Exception as exc:  # transient: a library, the disk or the memory failed this time
         log.exception("part %s: analysis failed (attempt %d)", part_id, attempts)
@@ -90,45 +100,44 @@ def process_part(lab: Lab, part_id: int) -> bool:
     return True
 
 
-def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type) -> dict:
-    started = time.perf_counter()
-    mesh = load_mesh(source, fmt)
-    loaded = time.perf_counter()
-    guess = None
-    if units is None:
-        # Size decides; the volume is only shown, and trimesh's is_volume costs seconds.
-        guess = guess_units(tuple(mesh.extents), None, _declared_unit(source, fmt))
-        if not guess.clear:
-            return {"unclear": guess}
-        units = guess.proposed
-    if UNIT_TO_MM[units] != 1.0:
-        mesh.apply_scale(UNIT_TO_MM[units])
-    result = repair(mesh, load_repair_settings(device_type))
-    repaired = time.perf_counter()
+def _unit_evidence(lab: Lab, anatomy: list | None) -> dict:
+    """What decides a unit besides the file: the size rows of the order's anatomy, and the
+    plausible band from the whole anatomy table and the printers' beds."""
+    sizes = size_ranges(lab.settings.anatomy_file)
+    beds = [max(d.build_volume) for d in lab.printers.values()]
+    return {
+        "anatomy": [r.to_dict() for r in ranges_for(anatomy, sizes)],
+        "band": plausible_band(sizes, beds),
+    }
+
+
+def _analyse_and_repair(lab: Lab, part_id, source, fmt, units, device_type, sizes) -> dict:
+    """The mesh work runs in a child process under the part's limits (mesh/bounded.py); here
+    only the repaired file is stored."""
     with tempfile.TemporaryDirectory(dir=lab.settings.work_dir) as tmp:
         out = Path(tmp) / f"part-{part_id}.stl"
-        save_mesh(result.mesh, out)
+        request = {
+            "source": str(source),
+            "fmt": fmt,
+            "units": units,
+            "device_type": device_type,
+            "out": str(out),
+            **sizes,
+        }
+        outcome = run_bounded(request, lab.settings.mesh_limits, source.stat().st_size)
+        if "unclear" in outcome:
+            return outcome
+        started = time.perf_counter()
         repaired_sha, _size = lab.blobs.put_file(out)
     kill_point("part.repaired_stored")
-    stored = time.perf_counter()
-    report = result.report()
-    report["units"] = {"unit": units, "scale_to_mm": UNIT_TO_MM[units]}
-    report["service_timings_s"] = {
-        "read": round(loaded - started, 4),
-        "analyse_and_repair": round(repaired - loaded, 4),
-        "store": round(stored - repaired, 4),
-    }
-    return {"result": result, "units": units, "guess": guess, "sha": repaired_sha, "report": report}
+    outcome["sha"] = repaired_sha
+    outcome["report"]["service_timings_s"]["store"] = round(time.perf_counter() - started, 4)
+    return outcome
 
 
-def _guess_dict(guess) -> dict:
-    return {
-        "proposed": guess.proposed,
-        "scale_to_mm": guess.scale_to_mm,
-        "clear": guess.clear,
-        "reasons": list(guess.reasons),
-        "candidates": guess.candidates,
-    }
+def _guess_dict(guess: dict) -> dict:
+    keys = ("proposed", "scale_to_mm", "clear", "reasons", "candidates", "anatomy")
+    return {key: guess.get(key) for key in keys}
 
 
 def _record(lab: Lab, part_id: int, lease: str, outcome: dict) -> None:
@@ -145,12 +154,12 @@ def _record(lab: Lab, part_id: int, lease: str, outcome: dict) -> None:
                     action="part.units_unclear",
                     expected=PartState.PROCESSING,
                     lease=lease,
-                    after={"proposed": guess.proposed},
-                    reason="; ".join(guess.reasons),
+                    after={"proposed": guess["proposed"]},
+                    reason="; ".join(guess["reasons"]),
                     units_guess=_guess_dict(guess),
                 )
                 return
-            result, units, guess = outcome["result"], outcome["units"], outcome["guess"]
+            units, guess = outcome["units"], outcome["guess"]
             unit_fields = {}
             if guess is not None:  # a clear-cut unit is applied and recorded with its evidence
                 unit_fields = dict(
@@ -166,15 +175,15 @@ def _record(lab: Lab, part_id: int, lease: str, outcome: dict) -> None:
                 lease=lease,
                 before={"sha256": part.source_sha256},
                 after={
-                    "verdict": result.verdict,
+                    "verdict": outcome["verdict"],
                     "repaired_sha256": outcome["sha"],
                     "units": units,
-                    "reasons": result.reasons,
+                    "reasons": outcome["reasons"],
                 },
-                verdict=Verdict(result.verdict),
+                verdict=Verdict(outcome["verdict"]),
                 repaired_sha256=outcome["sha"],
-                analysis_before=result.before.to_dict(),
-                analysis_after=result.after.to_dict(),
+                analysis_before=outcome["before"],
+                analysis_after=outcome["after"],
                 repair_report=outcome["report"],
                 processed_at=utcnow(),
                 error=None,
@@ -189,10 +198,40 @@ def _record(lab: Lab, part_id: int, lease: str, outcome: dict) -> None:
                     "part",
                     part_id,
                     after={"units": units, "scale_to_mm": UNIT_TO_MM[units]},
-                    reason="; ".join(guess.reasons),
+                    reason="; ".join(guess["reasons"]),
                 )
         except StaleState as exc:
             log.warning("part %s: result discarded: %s", part_id, exc)
+
+
+def _too_complex(lab: Lab, part_id: int, lease: str, exc: TooComplex) -> None:
+    """Stopped at a bound: no repaired mesh; a person repairs the file and uploads it again."""
+    report = {
+        "verdict": Verdict.TOO_COMPLEX.value,
+        "reasons": [exc.message],
+        "bounds": exc.measured,
+    }
+    with unit_of_work(lab.engine) as session:
+        try:
+            move(
+                session,
+                session.get(Part, part_id),
+                PartState.PROCESSED,
+                actor=SYSTEM,
+                action="part.too_complex",
+                expected=PartState.PROCESSING,
+                lease=lease,
+                after={"verdict": Verdict.TOO_COMPLEX.value, **exc.measured},
+                reason=exc.message[:2000],
+                verdict=Verdict.TOO_COMPLEX,
+                repaired_sha256=None,
+                repair_report=report,
+                processed_at=utcnow(),
+                error=None,
+                retry_at=None,
+            )
+        except StaleState as exc_stale:
+            log.warning("part %s: result discarded: %s", part_id, exc_stale)
 
 
 def _finish(lab: Lab, part_id: int, lease: str, target: str, action: str, message: str) -> None:
