@@ -9,7 +9,7 @@ OCTOPRINT_VERSION := 1.11.8
 # fonts-dejavu-core: the device history record and label PDFs embed DejaVu Sans.
 SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv fonts-dejavu-core
 # orthanc (PACS), slapd + ldap-utils (directory), nginx (TLS in front): real peers the tests start themselves.
-TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core orthanc slapd ldap-utils nginx
+TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core orthanc slapd ldap-utils nginx redis-server
 BENCH_SYSTEM_PACKAGES := admesh
 # `make run HOST=0.0.0.0` serves the tablets on the lab network (default: this machine only).
 HOST ?= 127.0.0.1

@@ -2,8 +2,10 @@
 
 All step state lives in the database, so a restart loses nothing: the sweeper
 (`services.sweeper`) runs before the first tick and then every few seconds, handing on any
-step whose lease expired. Each scheduler job runs one at a time; `wake` runs one at once (for
-example dispatch right after a technician confirms a clear plate). A step that fails, the
+step whose lease expired. Each scheduler job runs one at a time; a step that became due
+(`lab.due`, for example dispatch right after a technician confirms a clear plate) runs its
+scheduler job at once. This is the embedded engine; `pocprint.distributed` runs the same step
+functions on Celery workers. A step that fails, the
 database gone for a while included, is logged once per kind of failure and tried next tick.
 """
 
@@ -15,12 +17,14 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pocprint.domain.steps import Step
 from pocprint.reads.board import queue
 from pocprint.services import notifications, outbox, pacs
 from pocprint.services.dispatch import dispatch_ready_jobs
 from pocprint.services.lab import Lab
 from pocprint.services.mesh_processing import process_waiting_parts
 from pocprint.services.polling import poll_printers
+from pocprint.services.sending import send_job
 from pocprint.services.slicing import slice_waiting_jobs
 from pocprint.services.sweeper import sweep
 from pocprint.store.db import read_session
@@ -33,6 +37,16 @@ SENDERS = {
 }
 
 log = logging.getLogger(__name__)
+
+# The scheduler job that runs each due step (a per-row step runs its whole pass).
+JOB_OF_STEP = {
+    Step.PROCESS_PART: "mesh",
+    Step.SLICE_JOB: "slicing",
+    Step.DISPATCH: "dispatch",
+    Step.POLL: "poll",
+    Step.OUTBOX: "outbox",
+    Step.BOARD: "at_risk",
+}
 
 
 class Worker:
@@ -75,17 +89,23 @@ class Worker:
         if dispatch_ready_jobs(lab):
             self.wake("poll")
 
+    def due(self, step: Step, row_id: int | None) -> None:
+        if step == Step.SEND_JOB:  # planned elsewhere (the sweeper never plans sends)
+            self.poll_pool.submit(send_job, self.lab, row_id)
+        else:
+            self.wake(JOB_OF_STEP[step])
+
     def wake(self, name: str) -> None:
         job = self.scheduler.get_job(name)
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
 
     def start(self) -> None:
-        self.lab.wake = self.wake
+        self.lab.on_due = self.due
         self.scheduler.start()
 
     def shutdown(self) -> None:
-        self.lab.wake = lambda _name: None
+        self.lab.on_due = lambda _step, _row_id: None
         self.scheduler.shutdown(wait=True)
         self.poll_pool.shutdown(wait=False)
 

@@ -17,6 +17,7 @@ from sqlalchemy import or_
 from sqlmodel import select
 
 from pocprint.domain.states import PartState, Verdict
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import load_mesh
@@ -86,7 +87,7 @@ def process_part(lab: Lab, part_id: int) -> bool:
         return True
     _record(lab, part_id, lease, outcome)
     kill_point("part.recorded")
-    lab.wake("board")
+    lab.due(Step.BOARD)
     return True
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import or_
 from sqlmodel import delete, select
 
 from pocprint.domain.states import JobState
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.services import leases
 from pocprint.services.actors import SYSTEM
@@ -117,7 +118,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
         return True
     if _record(lab, job_id, lease, slices, refused, timings):
         kill_point("job.sliced")
-        lab.wake("dispatch")
+        lab.due(Step.DISPATCH)
     return True
 
 
