@@ -12,20 +12,22 @@ database gone for a while included, is logged once per kind of failure and tried
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pocprint.domain.steps import Step
+from pocprint.domain.steps import PER_ROW, Step
 from pocprint.reads.board import queue
 from pocprint.services import notifications, outbox, pacs
-from pocprint.services.dispatch import dispatch_ready_jobs
+from pocprint.services.dispatch import dispatch_ready_jobs, plan_dispatch
 from pocprint.services.lab import Lab
-from pocprint.services.mesh_processing import process_waiting_parts
+from pocprint.services.mesh_processing import process_waiting_parts, waiting_parts
 from pocprint.services.polling import poll_printers
 from pocprint.services.sending import send_job
-from pocprint.services.slicing import slice_waiting_jobs
+from pocprint.services.slicing import slice_waiting_jobs, waiting_jobs
 from pocprint.services.sweeper import sweep
 from pocprint.store.db import read_session
 
@@ -50,17 +52,26 @@ JOB_OF_STEP = {
 
 
 class Worker:
-    def __init__(self, lab: Lab):
+    """The embedded engine runs every step here. With `send` given it is the distributed
+    engine's dispatcher instead (one at a time, under the dispatcher lock): it plans, polls,
+    sweeps and delivers, and hands each per-row step to `send` (the broker) to run elsewhere."""
+
+    def __init__(self, lab: Lab, send: Callable[[Step, int], None] | None = None):
         self.lab = lab
+        self.send = send
         self.poll_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
         self._failing: dict[str, str] = {}  # step name -> kind of its current failure
+        self._sent: dict[tuple[Step, int], float] = {}  # per-row steps handed on, when
         settings = lab.settings
-        self._add("mesh", process_waiting_parts, settings.mesh_interval_s)
-        self._add("slicing", slice_waiting_jobs, settings.slicing_interval_s)
+        if send is None:
+            self._add("mesh", process_waiting_parts, settings.mesh_interval_s)
+            self._add("slicing", slice_waiting_jobs, settings.slicing_interval_s)
+        else:
+            self._add("rescan", self._rescan, min(settings.requeue_after_s, 5.0))
         self._add("dispatch", self._dispatch_then_poll, settings.dispatch_interval_s)
         self._add("poll", self._poll, settings.poll_interval_s)
         self._add("sweep", sweep, settings.sweep_interval_s)
@@ -86,11 +97,32 @@ class Worker:
         poll_printers(lab, self.poll_pool)
 
     def _dispatch_then_poll(self, lab: Lab) -> None:
-        if dispatch_ready_jobs(lab):
-            self.wake("poll")
+        if self.send is None:
+            if dispatch_ready_jobs(lab):
+                self.wake("poll")
+            return
+        for job_id in plan_dispatch(lab):
+            self.send(Step.SEND_JOB, job_id)
+
+    def _rescan(self, lab: Lab) -> None:
+        """Queued rows whose message may be lost (the broker restarted, the enqueue after a
+        commit failed) are handed on again; running a step twice does nothing the second time."""
+        now = time.monotonic()
+        again = lab.settings.requeue_after_s
+        self._sent = {key: at for key, at in self._sent.items() if now - at < again}
+        for step, ids in ((Step.PROCESS_PART, waiting_parts), (Step.SLICE_JOB, waiting_jobs)):
+            for row_id in ids(lab):
+                if (step, row_id) not in self._sent:
+                    self.send_step(step, row_id)
+
+    def send_step(self, step: Step, row_id: int) -> None:
+        self._sent[(step, row_id)] = time.monotonic()
+        self.send(step, row_id)
 
     def due(self, step: Step, row_id: int | None) -> None:
-        if step == Step.SEND_JOB:  # planned elsewhere (the sweeper never plans sends)
+        if step in PER_ROW and self.send is not None:
+            self.send_step(step, row_id)
+        elif step == Step.SEND_JOB:  # planned elsewhere (the sweeper never plans sends)
             self.poll_pool.submit(send_job, self.lab, row_id)
         else:
             self.wake(JOB_OF_STEP[step])
@@ -101,12 +133,14 @@ class Worker:
             job.modify(next_run_time=datetime.now(UTC))
 
     def start(self) -> None:
-        self.lab.on_due = self.due
+        if self.send is None:  # the distributed engine sets its own hook (it outlives this)
+            self.lab.on_due = self.due
         self.scheduler.start()
 
-    def shutdown(self) -> None:
-        self.lab.on_due = lambda _step, _row_id: None
-        self.scheduler.shutdown(wait=True)
+    def shutdown(self, wait: bool = True) -> None:
+        if self.send is None:
+            self.lab.on_due = lambda _step, _row_id: None
+        self.scheduler.shutdown(wait=wait)
         self.poll_pool.shutdown(wait=False)
 
 

@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 
 def process_waiting_parts(lab: Lab) -> int:
     """Process every queued part whose back-off has passed; returns how many."""
+    return sum(1 for part_id in waiting_parts(lab) if process_part(lab, part_id))
+
+
+def waiting_parts(lab: Lab) -> list[int]:
+    """Queued parts whose back-off has passed, oldest first."""
     with read_session(lab.engine) as session:
-        ids = session.exec(
+        return session.exec(
             select(Part.id)
             .where(
                 Part.state == PartState.QUEUED,
@@ -45,7 +50,6 @@ def process_waiting_parts(lab: Lab) -> int:
             )
             .order_by(Part.id)
         ).all()
-    return sum(1 for part_id in ids if process_part(lab, part_id))
 
 
 def _declared_unit(source: Path, fmt: str) -> str | None:
