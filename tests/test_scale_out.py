@@ -7,18 +7,23 @@ must verify. SQLite is the single-machine layout: these tests say so and skip th
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
+import trimesh
 from scale_helpers import WorkerProcess, celery_web, postgres_only, running_redis
 from sqlmodel import select
 
 from pocprint.reads.audit import verify_chain
 from pocprint.services.lab import build_lab
 from pocprint.store.db import read_session, upgrade
-from pocprint.store.models import AuditEvent, BuildJob, WorkerHeartbeat
+from pocprint.store.models import AuditEvent, BuildJob, LeaderChange, WorkerHeartbeat
 
 from conftest import PASSWORD, make_settings, order_json, write_printer
 from fleet_helpers import stock_printers
@@ -203,6 +208,191 @@ def test_cases_flow_through_two_workers_to_two_printers_none_sent_twice(
         lab = build_lab(cluster.settings)
         assert verify_chain(lab.engine).ok
         lab.engine.dispose()
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def job_state(cluster, job_id: int) -> str:
+    return cluster.tech.get(f"/jobs/{job_id}").json()["state"]
+
+
+def actions_of(cluster, serial: str) -> list[str]:
+    return cluster.query(
+        lambda s: list(
+            s.exec(
+                select(AuditEvent.action)
+                .where(AuditEvent.entity_id == serial)
+                .order_by(AuditEvent.id)
+            ).all()
+        )
+    )
+
+
+def test_worker_killed_mid_slice_the_other_worker_slices_it(tmp_path, database_url, cluster_parts):
+    printer_urls, broker, _octoprints = cluster_parts
+    big = tmp_path / "sphere.stl"  # slicing takes seconds, so the kill lands inside it
+    trimesh.creation.icosphere(subdivisions=6, radius=45).export(big)
+    cluster = Cluster(tmp_path, database_url, printer_urls, broker.url).start(workers=2)
+    try:
+        (job_id,) = cluster.approve(cluster.order(big, 1), timeout=300)
+        wait_for(lambda: job_state(cluster, job_id), lambda s: s == "slicing", 120, "slicing", 0.05)
+        holder = cluster.query(lambda s: s.get(BuildJob, job_id).lease_owner)
+        victim = next(w for w in cluster.workers if holder.split(":")[1] == str(w.pid))
+        victim.kill()
+        survivor = next(w for w in cluster.workers if w is not victim)
+        wait_for(lambda: job_state(cluster, job_id), lambda s: s == "ready", 180, "re-slice")
+        serial = cluster.query(lambda s: s.get(BuildJob, job_id).serial)
+        actions = actions_of(cluster, serial)
+        assert "job.lease_expired" in actions and actions.count("job.sliced") == 1
+        slicers = cluster.query(lambda s: lease_pids(s, "job.slicing"))
+        assert slicers == {victim.pid, survivor.pid}  # claimed by the one, finished by the other
+        printer_id = cluster.tech.get("/printers").json()[0]["id"]  # a big print: seen started
+        assert cluster.tech.post(f"/printers/{printer_id}/plate-clear").status_code == 204
+        wait_for(lambda: job_state(cluster, job_id), lambda s: s == "printing", 60, "printing")
+        assert actions_of(cluster, serial).count("job.started") == 1
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_worker_killed_mid_dispatch_the_job_is_sent_once_by_the_other(
+    tmp_path, database_url, cluster_parts
+):
+    printer_urls, broker, octoprints = cluster_parts
+    cluster = Cluster(tmp_path, database_url, printer_urls, broker.url)
+    cluster.web.start()
+    marker = tmp_path / "killed-at"
+    # The first worker takes the dispatcher lock and dies once it has taken a send over.
+    doomed = cluster.add_worker(
+        POCPRINT_KILL_AT="dispatch.send_claimed", POCPRINT_KILL_MARKER=str(marker)
+    )
+    wait_for(
+        lambda: cluster.query(lambda s: s.exec(select(LeaderChange.holder)).all()),
+        lambda holders: len(holders) == 1,
+        30,
+        "a dispatcher",
+    )
+    other = cluster.add_worker()
+    cluster.tech = Api(cluster.web.url, cluster.tokens["tech"])
+    cluster.rad = Api(cluster.web.url, cluster.tokens["rad"])
+    try:
+        (job_id,) = cluster.approve(cluster.order(E2E_MESH, 1), timeout=300)
+        wait_for(lambda: job_state(cluster, job_id), lambda s: s == "ready", 120, "slicing")
+        os.killpg(other.pid, signal.SIGSTOP)  # so the doomed worker takes the send
+        try:
+            printer_id = cluster.tech.get("/printers").json()[0]["id"]
+            assert cluster.tech.post(f"/printers/{printer_id}/plate-clear").status_code == 204
+            wait_for(lambda: doomed.process.poll(), lambda rc: rc is not None, 60, "the kill")
+        finally:
+            os.killpg(other.pid, signal.SIGCONT)
+        assert marker.read_text().split() == ["dispatch.send_claimed"]
+        cluster.print_all([job_id], timeout=180)
+        serial = cluster.query(lambda s: s.get(BuildJob, job_id).serial)
+        actions = actions_of(cluster, serial)
+        assert actions.count("job.started") == 1 and "job.lease_expired" in actions
+        senders = cluster.query(lambda s: lease_pids(s, "job.send_claimed"))
+        assert senders == {doomed.pid, other.pid}
+        prints = sum(
+            f["prints"]["success"] + f["prints"]["failure"]
+            for server in octoprints
+            for f in requests.get(
+                f"{server.url}/api/files?recursive=true",
+                headers={"X-Api-Key": server.api_key},
+                timeout=10,
+            ).json()["files"]
+        )
+        assert prints == 1
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_dispatcher_lock_holder_killed_another_takes_over_within_seconds(
+    tmp_path, database_url, cluster_parts
+):
+    printer_urls, broker, _octoprints = cluster_parts
+    cluster = Cluster(tmp_path, database_url, printer_urls, broker.url).start(workers=2)
+    try:
+        holder = wait_for(
+            lambda: cluster.query(
+                lambda s: s.exec(select(WorkerHeartbeat).where(WorkerHeartbeat.dispatcher)).all()
+            ),
+            lambda rows: len(rows) == 1,
+            30,
+            "one dispatcher",
+        )[0]
+        victim = next(w for w in cluster.workers if w.pid == holder.pid)
+        survivor = next(w for w in cluster.workers if w is not victim)
+        killed_at = time.monotonic()
+        victim.kill()
+        change = wait_for(
+            lambda: cluster.query(
+                lambda s: s.exec(select(LeaderChange).order_by(LeaderChange.id.desc())).first()
+            ),
+            lambda c: c.previous == holder.name,
+            30,
+            "takeover",
+            0.1,
+        )
+        assert time.monotonic() - killed_at < 10
+        assert change.holder.endswith(f":{survivor.pid}")
+        # The new dispatcher plans and sends: a case goes all the way through.
+        (job_id,) = cluster.approve(cluster.order(E2E_MESH, 1), timeout=300)
+        cluster.print_all([job_id], timeout=240)
+        report = subprocess.run(
+            [sys.executable, "-m", "pocprint.cli", "status", "--json"],
+            env=cluster.web.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        status = json.loads(report.stdout)
+        assert status["alive"] == 1 and status["dispatcher_takeovers"] == 1
+        assert set(status["queues"]) == {"mesh", "slicing", "printers"}
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_redis_restarted_with_queued_messages_lost_nothing_is_lost(
+    tmp_path, database_url, cluster_parts
+):
+    printer_urls, broker, _octoprints = cluster_parts
+    cluster = Cluster(tmp_path, database_url, printer_urls, broker.url).start(workers=2)
+    try:
+        for worker in cluster.workers:  # nobody takes the messages off the queue
+            worker.stop()
+        parts = cluster.order(E2E_MESH, 2)
+        assert broker.llen("mesh") == 2
+        broker.stop()  # no persistence: both messages are gone
+        broker.start()
+        assert broker.llen("mesh") == 0
+        cluster.workers = []
+        for _ in range(2):
+            cluster.add_worker()
+        jobs = cluster.approve(parts, timeout=300)  # the dispatcher's rescan enqueues again
+        for job_id in jobs:
+            wait_for(lambda j=job_id: job_state(cluster, j), lambda s: s == "ready", 180, "ready")
+        # With the broker down the web still takes orders (the enqueue gives up quickly).
+        broker.stop()
+        try:
+            started = time.monotonic()
+            (part_id,) = cluster.order(E2E_MESH, 1)
+            assert time.monotonic() - started < 15
+        finally:
+            broker.start()
+        (job_id,) = cluster.approve([part_id], timeout=300)
+        wait_for(lambda: job_state(cluster, job_id), lambda s: s == "ready", 180, "ready")
     except BaseException:
         print(cluster.logs())
         raise

@@ -44,7 +44,9 @@ PLAN = ":plan"  # suffix of a planning claim: no sender has taken the job over y
 def plan_token() -> str:
     """The lease of a dispatch claim that waits for its `send_job` step; carries the
     planner's host and pid, so a dead planner's claim is swept at once on its host."""
-    return new_token() + PLAN
+    token = new_token() + PLAN
+    _issued.add(token)
+    return token
 
 
 def is_plan(token: str | None) -> bool:
