@@ -45,6 +45,7 @@ class AdvisoryLock:
     def __init__(self, engine: Engine, name: str):
         self.engine, self.name, self.key = engine, name, lock_key(name)
         self._conn: Connection | None = None
+        self._backend: int | None = None  # the server session that holds the lock
 
     def try_acquire(self) -> bool:
         if self._conn is not None:
@@ -60,16 +61,22 @@ class AdvisoryLock:
             conn.close()
             return False
         self._conn = conn
+        self._backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        conn.commit()
         return True
 
     def holds(self) -> bool:
         if self._conn is None:
             return False
-        try:  # the lock lives as long as its session: a live connection still holds it
-            self._conn.execute(text("SELECT 1")).scalar()
+        # The lock lives as long as its server session; a connection that silently reconnected
+        # is a new session, which holds nothing.
+        try:
+            backend = self._conn.execute(text("SELECT pg_backend_pid()")).scalar()
             self._conn.commit()
         except Exception as exc:
             log.warning("lock %s: lost its connection: %s", self.name, exc)
+            backend = None
+        if backend != self._backend:
             self._drop()
             return False
         return True

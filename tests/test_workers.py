@@ -1,0 +1,278 @@
+"""Units of the scale-out engine: named steps known to both engines, the `lab.due` seam
+after commit, the send step's claim (a duplicated message sends nothing twice; a lost one
+puts the job back in the queue), the dispatcher locks with takeover when the holder dies,
+the broker hand-off when Redis is away, and the status report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from scale_helpers import postgres_only, running_redis
+from sqlalchemy import update
+from sqlmodel import select
+
+from pocprint.config import load_settings
+from pocprint.distributed.app import STEPS, enqueue, make_celery
+from pocprint.distributed.queues import queue_depths
+from pocprint.domain.states import JobState
+from pocprint.domain.steps import PER_ROW, QUEUE, QUEUES, Step
+from pocprint.reads.workers import status
+from pocprint.scheduler import JOB_OF_STEP
+from pocprint.services import dispatch, workers
+from pocprint.services.sending import send_job
+from pocprint.services.slicing import slice_job
+from pocprint.services.sweeper import sweep
+from pocprint.store.db import read_session, unit_of_work
+from pocprint.store.locks import AdvisoryLock, FileLock, leader_lock
+from pocprint.store.models import AuditEvent, BuildJob, Part
+
+from conftest import write_printer
+from fleet_helpers import box, cleared_job, fleet_lab, job, printer_named
+from octoprint_fixtures import octoprint_or_skip, running_octoprint, wait_for
+
+
+def test_every_step_has_a_queue_and_both_engines_run_it():
+    assert set(QUEUE) == set(Step) and set(QUEUE.values()) == set(QUEUES)
+    assert set(STEPS) == PER_ROW  # a Celery task for each row step
+    # The embedded engine runs every step (a send is planned and sent in the same pass).
+    assert set(JOB_OF_STEP) | {Step.SEND_JOB} == set(Step)
+
+
+def test_due_names_a_row_exactly_when_the_step_is_about_one(lab):
+    seen = []
+    lab.on_due = lambda step, row_id: seen.append((step, row_id))
+    with pytest.raises(ValueError, match="needs row id"):
+        lab.due(Step.SLICE_JOB)
+    with pytest.raises(ValueError, match="takes no row id"):
+        lab.due(Step.DISPATCH, 3)
+    lab.due(Step.PROCESS_PART, 7)
+    lab.due(Step.POLL)
+    assert seen == [(Step.PROCESS_PART, 7), (Step.POLL, None)]
+
+
+def test_an_upload_is_due_only_after_its_row_is_committed(lab, people, tmp_path):
+    """Whoever runs the step (another process) must find the committed row."""
+    from pocprint.services import cases as case_service
+    from pocprint.services.review import review_case
+
+    from conftest import PASSWORD, USUAL_SCENARIO, order_fields
+
+    seen = []
+
+    def due(step, row_id):  # look from another connection, as a worker would
+        with read_session(lab.engine) as session:
+            seen.append((step, session.get(Part, row_id) is not None))
+
+    lab.on_due = due
+    case_id = case_service.create_case(lab, people["tech"], **order_fields())
+    review_case(
+        lab, people["rad"], case_id, decision="approve", scenario=USUAL_SCENARIO, password=PASSWORD
+    )
+    case_service.upload_part(lab, people["tech"], case_id, "part.stl", box(tmp_path))
+    assert (Step.PROCESS_PART, True) in seen
+
+
+def test_engine_setting_is_checked(tmp_path):
+    with pytest.raises(ValueError, match='engine must be "embedded" or "celery"'):
+        config = tmp_path / "bad.toml"
+        config.write_text('[worker]\nengine = "kubernetes"\n')
+        load_settings(config, data_dir=tmp_path / "data", secret_key="x")
+
+
+@pytest.fixture
+def ready_job(tmp_path, database_url):
+    """A sliced, cleared job and one idle OctoPrint printer whose plate is confirmed clear."""
+    octoprint_or_skip()
+    with running_octoprint(tmp_path / "octoprint") as server:
+        d = tmp_path / "printers"
+        write_printer(d, "octo-a", server.url, key=server.api_key)
+        lab, people = fleet_lab(tmp_path, database_url, d)
+        job_id = cleared_job(lab, people, box(tmp_path, (20, 20, 4)))
+        assert slice_job(lab, job_id)
+        from pocprint.services.polling import poll_printers
+
+        wait_for(
+            lambda: poll_printers(lab) is not None and printer_named(lab, "octo-a").state == "idle",
+            60,
+            "printer idle",
+            interval=0.3,
+        )
+        dispatch.confirm_plate_clear(lab, people["tech"], printer_named(lab, "octo-a").id)
+        yield lab, job_id, server
+        lab.engine.dispose()
+
+
+def events(lab, action: str) -> int:
+    with read_session(lab.engine) as session:
+        return len(session.exec(select(AuditEvent.id).where(AuditEvent.action == action)).all())
+
+
+@pytest.mark.octoprint
+@pytest.mark.slicer
+def test_a_duplicated_send_message_sends_once(ready_job):
+    lab, job_id, server = ready_job
+    assert dispatch.plan_dispatch(lab) == [job_id]
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(send_job(lab, job_id))) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, True]
+    assert events(lab, "job.send_claimed") == 1 and events(lab, "job.started") == 1
+    assert job(lab, job_id).state == JobState.PRINTING
+    assert send_job(lab, job_id) is False  # and once more, late
+
+
+@pytest.mark.octoprint
+@pytest.mark.slicer
+def test_a_lost_send_message_puts_the_job_back_and_gives_the_plate_back(ready_job):
+    lab, job_id, server = ready_job
+    assert dispatch.plan_dispatch(lab) == [job_id]
+    printer = printer_named(lab, "octo-a")
+    assert not printer.plate_clear  # the claim consumed it
+    with unit_of_work(lab.engine) as session:  # the message never arrived; the lease ran out
+        session.execute(
+            update(BuildJob)
+            .where(BuildJob.id == job_id)
+            .values(lease_expires_at=BuildJob.lease_expires_at - timedelta(hours=1))
+        )
+    assert sweep(lab)["dispatch_requeued"] == 1
+    assert job(lab, job_id).state == JobState.READY and job(lab, job_id).printer_id is None
+    assert printer_named(lab, "octo-a").plate_clear
+    assert send_job(lab, job_id) is False  # a late message finds nothing to send
+    assert dispatch.dispatch_ready_jobs(lab) == 1  # the next plan sends it, once
+    assert events(lab, "job.started") == 1
+
+
+def test_file_lock_one_holder_and_freed_when_the_holder_dies(tmp_path):
+    path = tmp_path / "locks" / "dispatcher.lock"
+    first, second = FileLock(path, "dispatcher"), FileLock(path, "dispatcher")
+    assert first.try_acquire() and first.try_acquire()  # keeping it is not taking it twice
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from pathlib import Path
+                from pocprint.store.locks import FileLock
+                assert FileLock(Path({str(path)!r}), "dispatcher").try_acquire()
+                print("held", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    assert not first.try_acquire()
+    holder.kill()
+    holder.wait(10)
+    assert first.try_acquire()
+    first.release()
+
+
+def test_advisory_lock_one_holder_and_taken_over_when_the_holder_dies(database_url):
+    postgres_only(database_url)
+    engine = sa.create_engine(database_url)
+    first, second = AdvisoryLock(engine, "dispatcher"), AdvisoryLock(engine, "dispatcher")
+    try:
+        assert first.try_acquire() and first.holds()
+        assert not second.try_acquire()
+        first.release()
+        assert second.try_acquire()
+        second.release()
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    import time
+                    import sqlalchemy as sa
+                    from pocprint.store.locks import AdvisoryLock
+                    lock = AdvisoryLock(sa.create_engine({database_url!r}), "dispatcher")
+                    assert lock.try_acquire()
+                    print("held", flush=True)
+                    time.sleep(60)
+                    """
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout.readline().strip() == "held"
+        assert not first.try_acquire()
+        holder.kill()  # its connection closes with it; the server frees the lock
+        holder.wait(10)
+        started = time.monotonic()
+        while not first.try_acquire():
+            assert time.monotonic() - started < 10, "lock not freed after its holder died"
+            time.sleep(0.1)
+        # Losing the connection is losing the lock, and the holder notices.
+        first._conn.invalidate()
+        assert not first.holds()
+        assert second.try_acquire()
+        second.release()
+    finally:
+        engine.dispose()
+
+
+def test_lock_kind_follows_the_database(tmp_path, database_url):
+    engine = sa.create_engine(database_url)
+    lock = leader_lock(engine, "dispatcher", tmp_path)
+    kind = AdvisoryLock if database_url.startswith("postgresql") else FileLock
+    assert isinstance(lock, kind)
+    engine.dispose()
+
+
+def test_enqueue_with_the_broker_away_gives_up_quickly(tmp_path):
+    from pocprint.demo.octoprint_server import free_port
+
+    app = make_celery(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    started = time.monotonic()
+    assert enqueue(app, Step.PROCESS_PART, 1) is False
+    assert time.monotonic() - started < 15
+    assert queue_depths(app.conf.broker_url, timeout_s=0.5) == dict.fromkeys(QUEUES)
+
+
+def test_enqueue_reaches_the_queue_of_the_step(tmp_path):
+    with running_redis(tmp_path / "redis") as broker:
+        app = make_celery(broker.url)
+        assert enqueue(app, Step.SLICE_JOB, 5) and enqueue(app, Step.SEND_JOB, 6)
+        assert queue_depths(broker.url) == {"mesh": 0, "slicing": 1, "printers": 1}
+
+
+def test_status_reports_workers_waiting_steps_and_takeovers(lab):
+    workers.beat(lab, "host-a:1", 1, ["mesh", "slicing"], dispatcher=False)
+    workers.beat(lab, "host-b:2", 2, ["printers"], dispatcher=True)
+    workers.took_lock(lab, "dispatcher", "host-b:2")
+    workers.took_lock(lab, "dispatcher", "host-a:1")  # b died; a took over
+    workers.leave(lab, "host-b:2")
+    with read_session(lab.engine) as session:
+        report = status(session, {"mesh": 3})
+    assert [w["name"] for w in report["workers"]] == ["host-a:1"]
+    assert report["alive"] == 1 and report["queues"] == {"mesh": 3}
+    assert report["dispatcher"] == "host-a:1" and report["dispatcher_takeovers"] == 1
+    assert {row["step"] for row in report["waiting"]} == {
+        "process_part",
+        "slice_job",
+        "dispatch",
+        "send_job",
+    }
