@@ -31,7 +31,7 @@ from pocprint.services.slicing import slice_job
 from pocprint.services.sweeper import sweep
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.locks import AdvisoryLock, FileLock, leader_lock
-from pocprint.store.models import AuditEvent, BuildJob, Part
+from pocprint.store.models import AuditEvent, BuildJob, Part, utcnow
 
 from conftest import write_printer
 from fleet_helpers import box, cleared_job, fleet_lab, job, printer_named
@@ -144,7 +144,7 @@ def test_a_lost_send_message_puts_the_job_back_and_gives_the_plate_back(ready_jo
         session.execute(
             update(BuildJob)
             .where(BuildJob.id == job_id)
-            .values(lease_expires_at=BuildJob.lease_expires_at - timedelta(hours=1))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
     assert sweep(lab)["dispatch_requeued"] == 1
     assert job(lab, job_id).state == JobState.READY and job(lab, job_id).printer_id is None
