@@ -276,3 +276,19 @@ def test_status_reports_workers_waiting_steps_and_takeovers(lab):
         "dispatch",
         "send_job",
     }
+
+
+def test_admin_status_page_shows_workers_and_is_refused_to_others(lab, people):
+    from test_web import login
+
+    from pocprint.web import create_app
+
+    workers.beat(lab, "host-a:41", 41, ["slicing"], dispatcher=True)
+    workers.took_lock(lab, "dispatcher", "host-a:41")
+    admin = create_app(lab.settings, lab).test_client()
+    assert login(admin, "admin").status_code == 302
+    page = admin.get("/admin/status/").get_data(as_text=True)
+    assert "host-a:41" in page and "dispatcher" in page and "slice_job" in page
+    tech = create_app(lab.settings, lab).test_client()
+    assert login(tech, "tech").status_code == 302
+    assert tech.get("/admin/status/").status_code == 403

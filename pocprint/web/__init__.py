@@ -94,9 +94,11 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         materials,
         outbox,  # hospital integration (issue 11)
         postprocessing,
+        status,  # scale-out (issue 16)
     )
 
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(status.bp)
 
     app.register_blueprint(materials.bp)
     app.register_blueprint(postprocessing.bp)
