@@ -292,3 +292,40 @@ def test_admin_status_page_shows_workers_and_is_refused_to_others(lab, people):
     tech = create_app(lab.settings, lab).test_client()
     assert login(tech, "tech").status_code == 302
     assert tech.get("/admin/status/").status_code == 403
+
+
+def test_file_store_writes_under_a_host_and_pid_name_and_readers_check_the_hash(tmp_path, lab):
+    import os
+    import socket
+
+    from pocprint.store.blobs import BlobDamaged, BlobStore, temp_prefix, temp_writer
+
+    store = BlobStore(tmp_path / "blobs")
+    prefix = temp_prefix()
+    assert temp_writer(prefix + "abc123") == (os.getpid(), socket.gethostname())
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"G1 X10\n" * 100)
+    sha, _size = store.put_file(source)
+    assert store.verified_path(sha) == store.path(sha)
+    assert store.copy_out(sha, tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    damaged = store.path(sha)
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"G1 X99\n" * 100)  # the shared disk returned something else
+    with pytest.raises(BlobDamaged):
+        store.verified_path(sha)
+    with pytest.raises(BlobDamaged):
+        store.copy_out(sha, tmp_path / "out2.bin")
+    assert not (tmp_path / "out2.bin").exists()  # nothing half-usable left behind
+
+    # The sweeper removes a dead writer's temporary file on its own host, never a fresh one
+    # another machine of the shared store is still writing.
+    root = lab.blobs.root
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    own = root / f".incoming-{dead}@{socket.gethostname()}.x1"
+    other = root / f".incoming-{dead}@another-host.example.x2"
+    own.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+    sweep(lab)
+    assert not own.exists() and other.exists()

@@ -23,7 +23,7 @@ from pocprint.hospital.links import HospitalLinks, hospital_links
 from pocprint.services import directory
 from pocprint.slicing.combinations import CombinationError, load_combinations
 from pocprint.slicing.profiles import ProfileError, SlicerProfile, load_profiles
-from pocprint.store.blobs import BlobStore
+from pocprint.store.blobs import BlobStore, FileStore
 from pocprint.store.db import make_engine
 
 # Lab data files that stop the start when invalid; each message names the file and field.
@@ -34,7 +34,7 @@ LabDataError = (DefinitionError, ProfileError, CombinationError, ConfigError)
 class Lab:
     settings: Settings
     engine: Engine
-    blobs: BlobStore
+    blobs: FileStore
     profiles: dict[str, SlicerProfile]
     printers: dict[str, PrinterDefinition]
     combinations: tuple[Combination, ...] = ()

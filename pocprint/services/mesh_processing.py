@@ -74,14 +74,16 @@ def process_part(lab: Lab, part_id: int) -> bool:
         )
         if lease is None:
             return False
-        source, fmt, units = lab.blobs.path(part.source_sha256), part.fmt, part.units
+        source_sha, fmt, units = part.source_sha256, part.fmt, part.units
         attempts = part.attempts
         device_type = session.get(Case, part.case_id).device_type
     kill_point("part.claimed")
     log.info("part %s: analysis and repair started", part_id)
     try:
         with leases.renewed(lab, Part, part_id, lease, PartState.PROCESSING):
-            outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type)
+            outcome = _analyse_and_repair(
+                lab, part_id, lab.blobs.verified_path(source_sha), fmt, units, device_type
+            )
     except MeshError as exc:
         _finish(lab, part_id, lease, PartState.REJECTED, "part.rejected", str(exc))
         return True

@@ -12,6 +12,7 @@ for a technician.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
 from pocprint.services.leases import expired, is_plan, pid_alive
 from pocprint.services.transitions import StaleState, move, update_if
-from pocprint.store.blobs import TEMP_PREFIX
+from pocprint.store.blobs import TEMP_PREFIX, temp_writer
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Part, Printer, utcnow
 
@@ -240,13 +241,15 @@ def _unplan(lab: Lab, job_id: int, lease: str) -> str | None:
 
 def _remove_stale_temporaries(lab: Lab) -> None:
     """A crash between writing a file and renaming it leaves a temporary name in the store;
-    it is never a record (records point to final names). A file whose writer process is gone
-    (its pid is in the name), or that is older than an hour, is removed."""
+    it is never a record (records point to final names). A file whose writer process on this
+    host is gone (pid and host are in the name), or that is older than an hour, is removed."""
     cutoff = time.time() - STALE_TEMP_S
+    here = socket.gethostname()
     for temp in lab.blobs.root.glob(f"{TEMP_PREFIX}*"):
-        pid = temp.name.removeprefix(TEMP_PREFIX).partition("-")[0]
+        pid, host = temp_writer(temp.name)
+        mine = host in (None, here)  # a shared store: another host's writer is not ours to judge
         try:
-            if (pid.isdigit() and not pid_alive(int(pid))) or temp.stat().st_mtime < cutoff:
+            if (mine and pid is not None and not pid_alive(pid)) or temp.stat().st_mtime < cutoff:
                 temp.unlink()
         except FileNotFoundError:
             continue
