@@ -48,6 +48,11 @@ bench-mesh: $(VENV)/.installed system-deps bench-system-deps
 bench-fleet: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m bench.fleet
 
+# Celery scale-out: 1 vs 2 worker processes, added latency per step, dispatcher takeover.
+# Needs POCPRINT_TEST_DATABASE_URL (PostgreSQL) and redis-server (test-system-deps).
+bench-scale: $(VENV)/.installed system-deps test-system-deps
+	$(PY) -m bench.scale
+
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
