@@ -153,7 +153,7 @@ class Lab:
     def latencies(self) -> dict[str, list[float]]:
         def fetch(session):
             rows = session.exec(
-                select(AuditEvent.action, AuditEvent.entity_id, AuditEvent.created_at).order_by(
+                select(AuditEvent.action, AuditEvent.entity_id, AuditEvent.at).order_by(
                     AuditEvent.id
                 )
             ).all()
@@ -242,6 +242,11 @@ def _wait(fetch, done, timeout: float = 60, interval: float = 0.1):
     raise TimeoutError(f"last value {value!r}")
 
 
+def _shown(what: str, figures):
+    print(f"{what}: {json.dumps(figures)}", flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12)
@@ -255,11 +260,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pocprint-scale-") as tmp:
         tmp = Path(tmp)
         with running_redis(tmp / "redis") as broker:
-            one = throughput(tmp / "one", base, broker.url, 1, args.cases)
-            two = throughput(tmp / "two", base, broker.url, 2, args.cases)
-            embedded = step_latency(tmp / "emb", base, broker.url, "embedded", args.latency_cases)
-            celery = step_latency(tmp / "cel", base, broker.url, "celery", args.latency_cases)
-            takeovers = takeover(tmp / "take", base, broker.url, args.takeovers)
+            one = _shown("one worker", throughput(tmp / "one", base, broker.url, 1, args.cases))
+            two = _shown("two workers", throughput(tmp / "two", base, broker.url, 2, args.cases))
+            embedded = _shown(
+                "embedded",
+                step_latency(tmp / "emb", base, broker.url, "embedded", args.latency_cases),
+            )
+            celery = _shown(
+                "celery", step_latency(tmp / "cel", base, broker.url, "celery", args.latency_cases)
+            )
+            takeovers = _shown("takeover", takeover(tmp / "take", base, broker.url, args.takeovers))
     speedup = round(two["cases_per_hour"] / one["cases_per_hour"], 2)
     added = {
         step: round(celery[step]["median_ms"] - embedded[step]["median_ms"], 1) for step in celery
