@@ -108,7 +108,7 @@ def _shown(settings: Settings) -> str:
     """The broker's address without any password in it (for the log)."""
     parsed = urlparse(settings.broker_url)
     return parsed._replace(
-        netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+        netloc=(parsed.hostname or "") + (f":{parsed.port}" if parsed.port else "")
     ).geturl()
 
 
