@@ -329,3 +329,12 @@ def test_file_store_writes_under_a_host_and_pid_name_and_readers_check_the_hash(
     other.write_bytes(b"partial")
     sweep(lab)
     assert not own.exists() and other.exists()
+
+
+def test_the_broker_password_never_reaches_the_log(tmp_path):
+    from pocprint.cli import _shown
+
+    settings = load_settings(
+        data_dir=tmp_path, secret_key="x", broker_url="redis://:s3cret@redis.lab.example:6379/0"
+    )
+    assert _shown(settings) == "redis://redis.lab.example:6379/0"
