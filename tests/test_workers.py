@@ -338,3 +338,24 @@ def test_the_broker_password_never_reaches_the_log(tmp_path):
         data_dir=tmp_path, secret_key="x", broker_url="redis://:s3cret@redis.lab.example:6379/0"
     )
     assert _shown(settings) == "redis://redis.lab.example:6379/0"
+
+
+def test_advisory_locks_of_two_installations_in_one_database_are_apart(database_url, tmp_path):
+    """Two pocprint schemas in one PostgreSQL database each have their own dispatcher."""
+    postgres_only(database_url)
+    base = database_url.split("?")[0]
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql('CREATE SCHEMA IF NOT EXISTS "t_other_install"')
+    other = sa.create_engine(f"{base}?options=-csearch_path%3Dt_other_install")
+    mine = sa.create_engine(database_url)
+    try:
+        a, b = AdvisoryLock(mine, "dispatcher"), AdvisoryLock(other, "dispatcher")
+        assert a.try_acquire() and b.try_acquire()
+        assert not AdvisoryLock(mine, "dispatcher").try_acquire()
+        a.release(), b.release()
+    finally:
+        mine.dispose(), other.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql('DROP SCHEMA "t_other_install" CASCADE')
+        admin.dispose()

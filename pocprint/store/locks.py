@@ -34,16 +34,18 @@ class LeaderLock(Protocol):
     def release(self) -> None: ...
 
 
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for pg_try_advisory_lock from the lock's name."""
-    return int.from_bytes(
-        hashlib.sha256(f"pocprint:{name}".encode()).digest()[:8], "big", signed=True
-    )
+def lock_key(name: str, schema: str = "") -> int:
+    """A stable signed 64-bit key for pg_try_advisory_lock from the lock's name and the
+    schema pocprint's tables live in: advisory locks are per database, and two pocprint
+    installations may share one database in schemas of their own."""
+    digest = hashlib.sha256(f"pocprint:{schema}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class AdvisoryLock:
     def __init__(self, engine: Engine, name: str):
-        self.engine, self.name, self.key = engine, name, lock_key(name)
+        self.engine, self.name = engine, name
+        self.key: int | None = None
         self._conn: Connection | None = None
         self._backend: int | None = None  # the server session that holds the lock
 
@@ -52,6 +54,10 @@ class AdvisoryLock:
             return self.holds()
         conn = self.engine.connect()
         try:
+            if self.key is None:
+                self.key = lock_key(
+                    self.name, conn.execute(text("SELECT current_schema()")).scalar()
+                )
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
             conn.commit()  # the lock is session-level: it outlives this transaction
         except Exception:
