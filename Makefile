@@ -9,7 +9,7 @@ OCTOPRINT_VERSION := 1.11.8
 # fonts-dejavu-core: the device history record and label PDFs embed DejaVu Sans.
 SYSTEM_PACKAGES := prusa-slicer libgl1 python3-venv fonts-dejavu-core
 # orthanc (PACS), slapd + ldap-utils (directory), nginx (TLS in front): real peers the tests start themselves.
-TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core orthanc slapd ldap-utils nginx
+TEST_SYSTEM_PACKAGES := chromium fonts-dejavu-core orthanc slapd ldap-utils nginx redis-server
 BENCH_SYSTEM_PACKAGES := admesh
 # `make run HOST=0.0.0.0` serves the tablets on the lab network (default: this machine only).
 HOST ?= 127.0.0.1
@@ -56,6 +56,11 @@ bench-intake: $(VENV)/.installed system-deps
 # when POCPRINT_TEST_DATABASE_URL is set.
 bench-fleet: $(VENV)/.installed $(OCTO_VENV)/.installed system-deps
 	$(PY) -m bench.fleet
+
+# Celery scale-out: 1 vs 2 worker processes, added latency per step, dispatcher takeover.
+# Needs POCPRINT_TEST_DATABASE_URL (PostgreSQL) and redis-server (test-system-deps).
+bench-scale: $(VENV)/.installed system-deps test-system-deps
+	$(PY) -m bench.scale
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pocprint.config import Settings, load_settings
+from pocprint.distributed.cli import add_commands as add_worker_commands
+from pocprint.distributed.cli import run_status, run_worker
 from pocprint.domain.roles import Role, parse_roles
 from pocprint.gate_cli import add_gate_commands, run_gate_command
 from pocprint.mesh.cli import add_mesh_commands, run_mesh_command
@@ -68,8 +70,16 @@ def serve(settings: Settings, host: str, port: int, demo: bool = False) -> None:
     if demo:
         _stock_demo_printers(lab)
     app = create_app(settings, lab)
-    worker = Worker(lab)
-    worker.start()
+    worker = None
+    if settings.worker_engine == "celery":  # only serve and enqueue; workers run the steps
+        from pocprint.distributed.app import make_celery
+        from pocprint.distributed.engine import hand_to_broker
+
+        hand_to_broker(lab, make_celery(settings.broker_url))
+        log.warning("engine celery: steps go to %s for `pocprint worker`", _shown(settings))
+    else:
+        worker = Worker(lab)
+        worker.start()
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(f"pocprint is running: open http://{shown}:{port}/ in a browser", flush=True)
     if host not in ("127.0.0.1", "::1", "localhost") and settings.trusted_proxies == 0:
@@ -90,7 +100,16 @@ def serve(settings: Settings, host: str, port: int, demo: bool = False) -> None:
             clear_untrusted_proxy_headers=settings.trusted_proxies == 0,
         )
     finally:
-        worker.shutdown()
+        if worker is not None:
+            worker.shutdown()
+
+
+def _shown(settings: Settings) -> str:
+    """The broker's address without any password in it (for the log)."""
+    parsed = urlparse(settings.broker_url)
+    return parsed._replace(
+        netloc=(parsed.hostname or "") + (f":{parsed.port}" if parsed.port else "")
+    ).geturl()
 
 
 def demo_run(settings: Settings, host: str, port: int) -> None:
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("demo_command", choices=["run"])
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8080)
+    add_worker_commands(sub)
     db = sub.add_parser("db", help="database schema")
     db.add_argument("db_command", choices=["upgrade"])
     users_p = sub.add_parser("users", help="user accounts and API tokens")
@@ -284,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         return _materials_list(settings)
     elif args.command == "tokens":
         return run_token_command(settings, args)
+    elif args.command == "worker":
+        return run_worker(settings, args)
+    elif args.command == "status":
+        return run_status(settings, args)
     elif args.command in ("catalog", "identifiers-key"):
         return run_gate_command(settings, args)
     return 0

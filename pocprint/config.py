@@ -93,6 +93,14 @@ class Settings:
     outbox_retry_max_s: float = 1800.0
     outbox_max_attempts: int = 10
     at_risk_interval_s: float = 60.0
+    # Scale-out (issue 16): "embedded" runs the steps in the serving process (APScheduler);
+    # "celery" makes `pocprint serve` only serve and enqueue, and `pocprint worker` processes
+    # run them, taking messages from the broker (Redis). A queued row no message was seen
+    # for in requeue_after_s is enqueued again by the dispatcher (a lost message loses nothing).
+    worker_engine: str = "embedded"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    requeue_after_s: float = 30.0
+    heartbeat_s: float = 5.0
     start_scheduler: bool = True
     testing: bool = False
     extra: dict = field(default_factory=dict)
@@ -189,6 +197,13 @@ def _digits_range(value) -> tuple[int, int]:
     return low, high
 
 
+def _engine(value) -> str:
+    value = value or "embedded"
+    if value not in ("embedded", "celery"):
+        raise ValueError(f'[worker] engine must be "embedded" or "celery", not {value!r}')
+    return value
+
+
 def load_settings(config_file: Path | None = None, **overrides) -> Settings:
     env = os.environ
     config_file = config_file or Path(
@@ -259,6 +274,11 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
         outbox_retry_max_s=float(worker.get("outbox_retry_max_s", 1800.0)),
         outbox_max_attempts=int(worker.get("outbox_max_attempts", 10)),
         at_risk_interval_s=float(worker.get("at_risk_interval_s", 60.0)),
+        worker_engine=_engine(env.get("POCPRINT_WORKER_ENGINE") or worker.get("engine")),
+        broker_url=env.get("POCPRINT_BROKER_URL")
+        or worker.get("broker_url", "redis://127.0.0.1:6379/0"),
+        requeue_after_s=float(worker.get("requeue_after_s", 30.0)),
+        heartbeat_s=float(worker.get("heartbeat_s", 5.0)),
         record_number_digits=_digits_range(raw.get("identifiers", {}).get("record_number_digits")),
     )
     values["patient_code_pattern"], values["patient_code_hint"] = _code_pattern(

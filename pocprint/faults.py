@@ -30,6 +30,7 @@ POINTS: dict[str, str] = {
     # dispatch
     "plate_clear.before_commit": "a plate-clear confirmation is written, not committed",
     "dispatch.claimed": "a job and a printer were claimed for each other",
+    "dispatch.send_claimed": "a sender took over the claimed job, nothing sent yet",
     "dispatch.uploaded": "the G-code is on the printer, not yet verified",
     "dispatch.verified": "the upload is verified, the start not yet sent",
     "dispatch.start_sent": "the printer accepted the start, pocprint has not recorded it",

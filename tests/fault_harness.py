@@ -47,6 +47,7 @@ CUT_OFF = (requests.ConnectionError, requests.Timeout)
 NEED_A_PRINT = {
     "plate_clear.before_commit",
     "dispatch.claimed",
+    "dispatch.send_claimed",
     "dispatch.uploaded",
     "dispatch.verified",
     "dispatch.start_sent",

@@ -44,6 +44,7 @@ CHAIN = [
     "job.sliced",
     "plate_clear.before_commit",
     "dispatch.claimed",  # nothing reached the printer: the job waits again
+    "dispatch.send_claimed",  # likewise, after a sender took the job over
     "dispatch.uploaded",  # the file is on the printer: interrupted, reprinted
     "dispatch.verified",  # likewise
     "dispatch.recorded",

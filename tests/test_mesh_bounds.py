@@ -256,7 +256,8 @@ def test_the_worker_works_on_parts_side_by_side_in_its_slots(lab, people, tmp_pa
     case_id = cases.create_case(lab, tech, **order_fields(anatomy=AORTA))
     soup_id = cases.upload_part(lab, tech, case_id, "soup.stl", write_soup(tmp_path / "s.stl"))
     ball_id = cases.upload_part(lab, tech, case_id, "ball.stl", write_sphere(tmp_path / "b.stl"))
-    slots = MeshSlots(2)
+    freed = []  # the worker looks for waiting parts each time a slot comes free
+    slots = MeshSlots(2, on_free=lambda: freed.append(True))
     try:
         assert slots.fill(lab) == 2
         assert slots.fill(lab) == 0  # both slots busy, nothing else waiting
@@ -270,6 +271,7 @@ def test_the_worker_works_on_parts_side_by_side_in_its_slots(lab, people, tmp_pa
         )
         assert soup_state == PartState.PROCESSING  # still at work, within its 8 s
         wait_for(states, lambda st: st[0] == PartState.PROCESSED, 60, "the soup stopped")
+        wait_for(lambda: len(freed), lambda n: n == 2, 10, "both slots freed")
     finally:
         slots.shutdown()
     with read_session(lab.engine) as s:

@@ -18,6 +18,7 @@ from pocprint.domain.icd10 import icd10_problem, normalise_icd10
 from pocprint.domain.imaging import imaging_problems
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState, PartState, Verdict
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.mesh.errors import MeshError
 from pocprint.mesh.read import check_upload, detect_format, load_parts
@@ -338,7 +339,7 @@ def upload_part(
             },
         )
         part_id = part.id
-    lab.wake("mesh")
+    lab.due(Step.PROCESS_PART, part_id)
     return part_id
 
 
@@ -455,7 +456,7 @@ def approve_design(lab: Lab, actor: Actor, part_id: int, password: str, comment:
         )
         job_id = job.id
     kill_point("approval.committed")
-    lab.wake("slicing")
+    lab.due(Step.SLICE_JOB, job_id)
     return job_id
 
 

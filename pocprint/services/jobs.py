@@ -8,6 +8,7 @@ from pocprint.connectors.manual import MANUAL_DETAIL
 from pocprint.domain.placement import Orientation
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import AWAITING_OUTCOME, JOB_TRANSITIONS, JobState, PrinterState
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.services import audit
 from pocprint.services.actors import Actor
@@ -168,7 +169,7 @@ def _pause_or_resume(lab: Lab, actor: Actor, job_id: int, reason: str, pause: bo
                 expected=wanted,
                 reason=reason,
             )
-    lab.wake("poll")
+    lab.due(Step.POLL)
 
 
 def pause_job(lab: Lab, actor: Actor, job_id: int, reason: str) -> None:
@@ -206,7 +207,7 @@ def set_urgent(lab: Lab, actor: Actor, job_id: int, urgent: bool, reason: str) -
             after={"urgent": urgent},
             reason=reason,
         )
-    lab.wake("dispatch")
+    lab.due(Step.DISPATCH)
 
 
 def set_orientation(lab: Lab, actor: Actor, job_id: int, orientation: str, reason: str) -> None:
@@ -255,7 +256,7 @@ def set_orientation(lab: Lab, actor: Actor, job_id: int, orientation: str, reaso
                 retry_at=None,
                 **fields,
             )
-    lab.wake("slicing")
+    lab.due(Step.SLICE_JOB, job_id)
 
 
 def resolve_interrupted(
@@ -302,7 +303,7 @@ def resolve_interrupted(
             )
         new_id = again.id if again else None
     if new_id is not None:
-        lab.wake("slicing")
+        lab.due(Step.SLICE_JOB, new_id)
     return new_id
 
 

@@ -17,12 +17,13 @@ from pocprint.connectors.definitions import DefinitionError, PrinterDefinition, 
 from pocprint.connectors.registry import make_connector
 from pocprint.connectors.unusable import UnusableConnector
 from pocprint.domain.combinations import Combination
+from pocprint.domain.steps import PER_ROW, Step
 from pocprint.hospital.errors import ConfigError
 from pocprint.hospital.links import HospitalLinks, hospital_links
 from pocprint.services import directory
 from pocprint.slicing.combinations import CombinationError, load_combinations
 from pocprint.slicing.profiles import ProfileError, SlicerProfile, load_profiles
-from pocprint.store.blobs import BlobStore
+from pocprint.store.blobs import BlobStore, FileStore
 from pocprint.store.db import make_engine
 
 # Lab data files that stop the start when invalid; each message names the file and field.
@@ -33,14 +34,23 @@ LabDataError = (DefinitionError, ProfileError, CombinationError, ConfigError)
 class Lab:
     settings: Settings
     engine: Engine
-    blobs: BlobStore
+    blobs: FileStore
     profiles: dict[str, SlicerProfile]
     printers: dict[str, PrinterDefinition]
     combinations: tuple[Combination, ...] = ()
     hospital: HospitalLinks = field(default_factory=HospitalLinks)  # PACS, directory, ...
-    wake: Callable[[str], None] = lambda _job: None
+    # The engine's hook for due steps (services/lab.py `due`); set by the running engine.
+    on_due: Callable[[Step, int | None], None] = lambda _step, _row_id: None
     _connectors: dict[str, PrinterConnector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def due(self, step: Step, row_id: int | None = None) -> None:
+        """A step became due: called after the transaction that made it due committed, so
+        whoever runs it sees the committed row. Losing this call loses nothing: the engine's
+        periodic scan and the sweeper find the row again."""
+        if (row_id is None) == (step in PER_ROW):
+            raise ValueError(f"step {step} {'needs' if step in PER_ROW else 'takes no'} row id")
+        self.on_due(step, row_id)
 
     def connector(self, printer_name: str) -> PrinterConnector:
         with self._lock:

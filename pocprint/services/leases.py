@@ -38,6 +38,21 @@ def new_token() -> str:
     return token
 
 
+PLAN = ":plan"  # suffix of a planning claim: no sender has taken the job over yet
+
+
+def plan_token() -> str:
+    """The lease of a dispatch claim that waits for its `send_job` step; carries the
+    planner's host and pid, so a dead planner's claim is swept at once on its host."""
+    token = new_token() + PLAN
+    _issued.add(token)
+    return token
+
+
+def is_plan(token: str | None) -> bool:
+    return bool(token) and token.endswith(PLAN)
+
+
 def holder_is_dead(token: str | None) -> bool:
     """True when the lease holder is a process on this host that no longer runs (a crash
     or a kill). Holders on other hosts are judged by the lease's expiry alone."""

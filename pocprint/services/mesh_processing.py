@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from pocprint.domain.anatomy_sizes import plausible_band, ranges_for
 from pocprint.domain.states import PartState, Verdict
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.mesh.bounded import run_bounded
 from pocprint.mesh.errors import MeshError, TooComplex
@@ -73,7 +74,7 @@ def process_part(lab: Lab, part_id: int) -> bool:
         )
         if lease is None:
             return False
-        source, fmt, units = lab.blobs.path(part.source_sha256), part.fmt, part.units
+        source_sha, fmt, units = part.source_sha256, part.fmt, part.units
         attempts = part.attempts
         case = session.get(Case, part.case_id)
         device_type = case.device_type
@@ -82,13 +83,14 @@ def process_part(lab: Lab, part_id: int) -> bool:
     log.info("part %s: analysis and repair started", part_id)
     try:
         with leases.renewed(lab, Part, part_id, lease, PartState.PROCESSING):
+            source = lab.blobs.verified_path(source_sha)
             outcome = _analyse_and_repair(lab, part_id, source, fmt, units, device_type, sizes)
     except MeshError as exc:
         _finish(lab, part_id, lease, PartState.REJECTED, "part.rejected", str(exc))
         return True
     except TooComplex as exc:
         _too_complex(lab, part_id, lease, exc)
-        lab.wake("board")
+        lab.due(Step.BOARD)
         return True
     except Exception as exc:  # transient: a library, the disk or the memory failed this time
         log.exception("part %s: analysis failed (attempt %d)", part_id, attempts)
@@ -96,7 +98,7 @@ def process_part(lab: Lab, part_id: int) -> bool:
         return True
     _record(lab, part_id, lease, outcome)
     kill_point("part.recorded")
-    lab.wake("board")
+    lab.due(Step.BOARD)
     return True
 
 

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from pocprint.domain.outbox import OutboxState, retry_delay_s
 from pocprint.domain.roles import Permission
+from pocprint.domain.steps import Step
 from pocprint.hospital.errors import PeerError
 from pocprint.services import audit, leases
 from pocprint.services.actors import SYSTEM, Actor
@@ -218,4 +219,4 @@ def retry(lab: Lab, actor: Actor, message_id: int) -> None:
             attempts=0,
             next_attempt_at=utcnow(),
         )
-    lab.wake("outbox")
+    lab.due(Step.OUTBOX)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import PartState, Verdict
+from pocprint.domain.steps import Step
 from pocprint.mesh.units import UNIT_TO_MM
 from pocprint.services import audit, notifications
 from pocprint.services.actors import Actor
@@ -43,7 +44,7 @@ def confirm_units(lab: Lab, actor: Actor, part_id: int, units: str) -> None:
             units_decided_by=actor.user_id,
             retry_at=None,
         )
-    lab.wake("mesh")
+    lab.due(Step.PROCESS_PART, part_id)
 
 
 def accept_repair(lab: Lab, actor: Actor, part_id: int, reason: str) -> None:

@@ -28,6 +28,7 @@ from pocprint.domain.checklists import (
 )
 from pocprint.domain.roles import Permission
 from pocprint.domain.states import JobState
+from pocprint.domain.steps import Step
 from pocprint.services import audit, notifications
 from pocprint.services.actors import Actor
 from pocprint.services.cases import add_build_job, require_current_approval
@@ -330,5 +331,5 @@ def decide_failed_build(
             )
         new_id = reprint.id if reprint else None
     if new_id is not None:
-        lab.wake("slicing")
+        lab.due(Step.SLICE_JOB, new_id)
     return new_id

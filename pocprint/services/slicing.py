@@ -20,6 +20,7 @@ from sqlalchemy import or_
 from sqlmodel import delete, select
 
 from pocprint.domain.states import JobState
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.services import leases
 from pocprint.services.actors import SYSTEM
@@ -40,8 +41,13 @@ class NothingToSlice(SlicerError):
 
 
 def slice_waiting_jobs(lab: Lab) -> int:
+    return sum(1 for job_id in waiting_jobs(lab) if slice_job(lab, job_id))
+
+
+def waiting_jobs(lab: Lab) -> list[int]:
+    """Jobs queued for slicing whose back-off has passed, oldest first."""
     with read_session(lab.engine) as session:
-        ids = session.exec(
+        return session.exec(
             select(BuildJob.id)
             .where(
                 BuildJob.state == JobState.SLICE_QUEUED,
@@ -49,7 +55,6 @@ def slice_waiting_jobs(lab: Lab) -> int:
             )
             .order_by(BuildJob.id)
         ).all()
-    return sum(1 for job_id in ids if slice_job(lab, job_id))
 
 
 def _sha1(path: Path) -> str:
@@ -117,7 +122,7 @@ def slice_job(lab: Lab, job_id: int) -> bool:
         return True
     if _record(lab, job_id, lease, slices, refused, timings):
         kill_point("job.sliced")
-        lab.wake("dispatch")
+        lab.due(Step.DISPATCH)
     return True
 
 

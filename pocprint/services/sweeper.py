@@ -12,6 +12,7 @@ for a technician.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -19,12 +20,13 @@ from sqlmodel import select
 
 from pocprint.connectors.base import ConnectorError, PrinterState
 from pocprint.domain.states import JobState, PartState
+from pocprint.domain.steps import Step
 from pocprint.faults import kill_point
 from pocprint.services.actors import SYSTEM
 from pocprint.services.lab import Lab
-from pocprint.services.leases import expired, pid_alive
+from pocprint.services.leases import expired, is_plan, pid_alive
 from pocprint.services.transitions import StaleState, move, update_if
-from pocprint.store.blobs import TEMP_PREFIX
+from pocprint.store.blobs import TEMP_PREFIX, temp_writer
 from pocprint.store.db import read_session, unit_of_work
 from pocprint.store.models import BuildJob, Part, Printer, utcnow
 
@@ -67,19 +69,22 @@ def sweep(lab: Lab) -> dict[str, int]:
             for j in session.exec(select(BuildJob).where(BuildJob.state == JobState.SLICING))
             if expired(j.lease_owner, j.lease_expires_at, now)
         ]
-        sends = []
+        sends, planned = [], []
         for job in session.exec(select(BuildJob).where(BuildJob.state == JobState.DISPATCHING)):
             printer = session.get(Printer, job.printer_id) if job.printer_id else None
             name = printer.name if printer else None
             if name in lab.printers and lab.printers[name].manual:
                 continue  # waits for the technician to download and start it; nothing sent
-            if expired(job.lease_owner, job.lease_expires_at, now):
+            if is_plan(job.lease_owner) and expired(job.lease_owner, job.lease_expires_at, now):
+                planned.append((job.id, job.lease_owner))
+            elif expired(job.lease_owner, job.lease_expires_at, now):
                 sends.append(_Send(job.id, job.lease_owner, job.remote_name, name))
-    if parts or jobs or sends:
+    if parts or jobs or sends or planned:
         kill_point("sweep.found")
     outcomes = [_hand_on_part(lab, part_id, lease) for part_id, lease in parts]
     outcomes += [_hand_on_slicing(lab, job_id, lease) for job_id, lease in jobs]
     outcomes += [_settle_send(lab, send) for send in sends]
+    outcomes += [_unplan(lab, job_id, lease) for job_id, lease in planned]
     for outcome in filter(None, outcomes):
         counts[outcome] += 1
     _remove_stale_temporaries(lab)
@@ -116,6 +121,8 @@ def _hand_on_part(lab: Lab, part_id: int, lease: str | None) -> str | None:
             )
         except StaleState:
             return None  # its worker finished after all
+    if not give_up:
+        lab.due(Step.PROCESS_PART, part_id)
     return "parts_rejected" if give_up else "parts_requeued"
 
 
@@ -142,6 +149,8 @@ def _hand_on_slicing(lab: Lab, job_id: int, lease: str | None) -> str | None:
             )
         except StaleState:
             return None  # its worker finished after all
+    if not give_up:
+        lab.due(Step.SLICE_JOB, job_id)
     return "jobs_failed" if give_up else "jobs_requeued"
 
 
@@ -199,15 +208,48 @@ def _settle_send(lab: Lab, send: _Send) -> str | None:
     return outcome
 
 
+def _unplan(lab: Lab, job_id: int, lease: str) -> str | None:
+    """A planning claim no sender took over (its message was lost, or the planner died
+    before sending it): nothing reached the printer, so the job waits in the queue again
+    and the printer's plate is given back."""
+    with unit_of_work(lab.engine) as session:
+        job = session.get(BuildJob, job_id)
+        printer_id = job.printer_id
+        try:
+            move(
+                session,
+                job,
+                JobState.READY,
+                actor=SYSTEM,
+                action="job.lease_expired",
+                expected=JobState.DISPATCHING,
+                lease=lease,
+                reason=f"no sender took the job over (planning lease {lease} expired); "
+                "nothing was sent, so the job waits again",
+                printer_id=None,
+                remote_name=None,
+            )
+        except StaleState:
+            return None  # a sender took it over after all
+        if printer_id is not None:
+            update_if(
+                session, session.get(Printer, printer_id), state=PrinterState.IDLE, plate_clear=True
+            )
+    lab.due(Step.DISPATCH)
+    return "dispatch_requeued"
+
+
 def _remove_stale_temporaries(lab: Lab) -> None:
     """A crash between writing a file and renaming it leaves a temporary name in the store;
-    it is never a record (records point to final names). A file whose writer process is gone
-    (its pid is in the name), or that is older than an hour, is removed."""
+    it is never a record (records point to final names). A file whose writer process on this
+    host is gone (pid and host are in the name), or that is older than an hour, is removed."""
     cutoff = time.time() - STALE_TEMP_S
+    here = socket.gethostname()
     for temp in lab.blobs.root.glob(f"{TEMP_PREFIX}*"):
-        pid = temp.name.removeprefix(TEMP_PREFIX).partition("-")[0]
+        pid, host = temp_writer(temp.name)
+        mine = host in (None, here)  # a shared store: another host's writer is not ours to judge
         try:
-            if (pid.isdigit() and not pid_alive(int(pid))) or temp.stat().st_mtime < cutoff:
+            if (mine and pid is not None and not pid_alive(pid)) or temp.stat().st_mtime < cutoff:
                 temp.unlink()
         except FileNotFoundError:
             continue

@@ -592,3 +592,29 @@ class DeviceComplaint(SQLModel, table=True):
     description: str = Field(max_length=4000)
     reported_by: int = Field(foreign_key="user_account.id")
     reported_at: datetime = Field(default_factory=utcnow)
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """A worker process (`pocprint worker`) says it is alive every few seconds; `pocprint
+    status` and the admin status page show which are, and which holds the dispatcher."""
+
+    __tablename__ = "worker_heartbeat"
+    name: str = Field(primary_key=True, max_length=120)  # host:pid
+    host: str = Field(max_length=100)
+    pid: int
+    queues: str = Field(max_length=100)  # comma-separated
+    started_at: datetime = Field(default_factory=utcnow)
+    seen_at: datetime = Field(default_factory=utcnow, index=True)
+    dispatcher: bool = False  # holds the dispatcher lock (plans, polls, sweeps)
+
+
+class LeaderChange(SQLModel, table=True):
+    """Each time a worker took the dispatcher lock: the first start, or a takeover after its
+    holder died or lost its database connection."""
+
+    __tablename__ = "leader_change"
+    id: int | None = Field(default=None, primary_key=True)
+    lock: str = Field(max_length=32)
+    holder: str = Field(max_length=120)
+    previous: str | None = Field(default=None, max_length=120)
+    taken_at: datetime = Field(default_factory=utcnow, index=True)

@@ -97,9 +97,11 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Flas
         outcomes,
         planning,  # planning and outcomes (issue 12)
         postprocessing,
+        status,  # scale-out (issue 16)
     )
 
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(status.bp)
 
     app.register_blueprint(materials.bp)
     app.register_blueprint(postprocessing.bp)
