@@ -442,12 +442,18 @@ def _orient_outwards(
     shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
     lo = np.array([tri[idx].min(axis=(0, 1)) for idx in shell_faces]) + centre
     hi = np.array([tri[idx].max(axis=(0, 1)) for idx in shell_faces]) + centre
+    # The parity ray runs towards +x, +y, +z, so only faces reaching beyond the point on
+    # every axis can be hit (a margin far above rounding keeps the count exact).
+    reach = tri.max(axis=1)
+    margin = 1e-6 * (float(np.abs(tri).max()) + 1.0)
     inverted = []
     for s in candidates:
         point = vertices[faces[shell_faces[s][0], 0]]
         around = np.flatnonzero(closed & np.all(lo <= point, axis=1) & np.all(hi >= point, axis=1))
+        beyond = (point - centre) - margin
         nested = any(
-            count_ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1
+            count_ray_hits(point, vertices[faces[_reaching(shell_faces[o], reach, beyond)]]) % 2
+            == 1
             for o in around
             if o != s
         )
@@ -468,6 +474,11 @@ def _orient_outwards(
         }
     )
     return faces, (edge_id, counts)
+
+
+def _reaching(idx: np.ndarray, reach: np.ndarray, beyond: np.ndarray) -> np.ndarray:
+    """The faces ``idx`` whose largest coordinates all reach ``beyond``."""
+    return idx[(reach[idx] >= beyond).all(axis=1)]
 
 
 # ----------------------------------------------------------------------------- candidate
