@@ -509,8 +509,16 @@ def _closed_candidate(
         v, f = weld_exact(as_saved, f)
         edges = edge_table(f, len(v))
         record["rounded_to_float32"] = True
-    f, edges = _orient_outwards(v, f, edges, steps)
-    after = analyse_welded(v, f, edges)
+    # Analysed first: without non-manifold edges its shells are the orientation's shells
+    # (computed once); only when shells are turned over is it analysed again.
+    after, details = analyse_welded_details(v, f, edges)
+    shells = None
+    if after.non_manifold_edges == 0:
+        shells = (after.shells, details["shell_labels"])
+    oriented, edges = _orient_outwards(v, f, edges, steps, shells)
+    if oriented is not f:
+        after = analyse_welded(v, oriented, edges)
+    f = oriented
     gate = gate_mesh(v, f, edges, after)
     if not gate["passed"]:
         record["not_used"] = step["not_used"] = f"the candidate failed the gate too: {gate}"
