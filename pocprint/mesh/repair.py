@@ -31,7 +31,6 @@ import trimesh
 
 from pocprint.mesh.analyse import (
     MeshAnalysis,
-    analyse_welded,
     analyse_welded_details,
     select_self_intersections,
     thin_walls,
@@ -51,7 +50,9 @@ from pocprint.mesh.topology import (
     face_components,
     flip_faces,
     group_identical_rows,
+    signed_volume,
     weld_exact,
+    winding_consistent,
 )
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
@@ -517,7 +518,7 @@ def _closed_candidate(
         shells = (after.shells, details["shell_labels"])
     oriented, edges = _orient_outwards(v, f, edges, steps, shells)
     if oriented is not f:
-        after = analyse_welded(v, oriented, edges)
+        after = _turned_over(after, v, oriented, edges)
     f = oriented
     gate = gate_mesh(v, f, edges, after)
     if not gate["passed"]:
@@ -525,6 +526,21 @@ def _closed_candidate(
         return {"record": record, "mesh": None}
     record["used"] = True
     return {"record": record, "mesh": (v, f, edges, after, gate)}
+
+
+def _turned_over(
+    analysis: MeshAnalysis, vertices: np.ndarray, faces: np.ndarray, edges: tuple
+) -> MeshAnalysis:
+    """The analysis after whole shells were turned over: only the winding and the volume
+    can change (edges, shells, fans, areas and counts are those of the unturned faces)."""
+    edge_id, counts = edges
+    volume = signed_volume(vertices, faces) if analysis.watertight else None
+    return replace(
+        analysis,
+        winding_consistent=winding_consistent(faces, edge_id, len(counts)),
+        volume_mm3=volume,
+        inside_out=bool(volume is not None and volume < 0),
+    )
 
 
 def _candidate_reasons(candidate: dict, settings: RepairSettings) -> list[str]:
