@@ -31,7 +31,6 @@ import trimesh
 
 from pocprint.mesh.analyse import (
     MeshAnalysis,
-    analyse_welded,
     analyse_welded_details,
     select_self_intersections,
     thin_walls,
@@ -51,7 +50,9 @@ from pocprint.mesh.topology import (
     face_components,
     flip_faces,
     group_identical_rows,
+    signed_volume,
     weld_exact,
+    winding_consistent,
 )
 from pocprint.mesh.units import PLAUSIBLE_MM, size_score
 
@@ -442,12 +443,18 @@ def _orient_outwards(
     shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
     lo = np.array([tri[idx].min(axis=(0, 1)) for idx in shell_faces]) + centre
     hi = np.array([tri[idx].max(axis=(0, 1)) for idx in shell_faces]) + centre
+    # The parity ray runs towards +x, +y, +z, so only faces reaching beyond the point on
+    # every axis can be hit (a margin far above rounding keeps the count exact).
+    reach = tri.max(axis=1)
+    margin = 1e-6 * (float(np.abs(tri).max()) + 1.0)
     inverted = []
     for s in candidates:
         point = vertices[faces[shell_faces[s][0], 0]]
         around = np.flatnonzero(closed & np.all(lo <= point, axis=1) & np.all(hi >= point, axis=1))
+        beyond = (point - centre) - margin
         nested = any(
-            count_ray_hits(point, vertices[faces[shell_faces[o]]]) % 2 == 1
+            count_ray_hits(point, vertices[faces[_reaching(shell_faces[o], reach, beyond)]]) % 2
+            == 1
             for o in around
             if o != s
         )
@@ -468,6 +475,11 @@ def _orient_outwards(
         }
     )
     return faces, (edge_id, counts)
+
+
+def _reaching(idx: np.ndarray, reach: np.ndarray, beyond: np.ndarray) -> np.ndarray:
+    """The faces ``idx`` whose largest coordinates all reach ``beyond``."""
+    return idx[(reach[idx] >= beyond).all(axis=1)]
 
 
 # ----------------------------------------------------------------------------- candidate
@@ -498,14 +510,37 @@ def _closed_candidate(
         v, f = weld_exact(as_saved, f)
         edges = edge_table(f, len(v))
         record["rounded_to_float32"] = True
-    f, edges = _orient_outwards(v, f, edges, steps)
-    after = analyse_welded(v, f, edges)
+    # Analysed first: without non-manifold edges its shells are the orientation's shells
+    # (computed once); only when shells are turned over is it analysed again.
+    after, details = analyse_welded_details(v, f, edges)
+    shells = None
+    if after.non_manifold_edges == 0:
+        shells = (after.shells, details["shell_labels"])
+    oriented, edges = _orient_outwards(v, f, edges, steps, shells)
+    if oriented is not f:
+        after = _turned_over(after, v, oriented, edges)
+    f = oriented
     gate = gate_mesh(v, f, edges, after)
     if not gate["passed"]:
         record["not_used"] = step["not_used"] = f"the candidate failed the gate too: {gate}"
         return {"record": record, "mesh": None}
     record["used"] = True
     return {"record": record, "mesh": (v, f, edges, after, gate)}
+
+
+def _turned_over(
+    analysis: MeshAnalysis, vertices: np.ndarray, faces: np.ndarray, edges: tuple
+) -> MeshAnalysis:
+    """The analysis after whole shells were turned over: only the winding and the volume
+    can change (edges, shells, fans, areas and counts are those of the unturned faces)."""
+    edge_id, counts = edges
+    volume = signed_volume(vertices, faces) if analysis.watertight else None
+    return replace(
+        analysis,
+        winding_consistent=winding_consistent(faces, edge_id, len(counts)),
+        volume_mm3=volume,
+        inside_out=bool(volume is not None and volume < 0),
+    )
 
 
 def _candidate_reasons(candidate: dict, settings: RepairSettings) -> list[str]:

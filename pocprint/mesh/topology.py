@@ -170,20 +170,21 @@ def face_components(
     n_faces = len(edge_id)
     if n_faces == 0:
         return 0, np.zeros(0, dtype=np.int64)
+    # Each face is linked to one face of each of its edges (whichever the assignment keeps):
+    # a graph of faces only, much smaller than a face-edge graph. Labels count components in
+    # the order of their lowest face, as before.
     rows = np.repeat(np.arange(n_faces), 3)
     cols = edge_id.ravel()
     if only_manifold_edges:
         keep = counts[cols] == 2
         rows, cols = rows[keep], cols[keep]
-    size = n_faces + len(counts)
+    one_face = np.zeros(len(counts), dtype=np.int64)
+    one_face[cols] = rows
     graph = coo_matrix(
-        (np.ones(len(rows), dtype=np.int8), (rows, n_faces + cols)), shape=(size, size)
+        (np.ones(len(rows), dtype=np.int8), (rows, one_face[cols])), shape=(n_faces, n_faces)
     )
-    _, labels = connected_components(graph, directed=False)
-    present = np.zeros(labels.max() + 1, dtype=bool)
-    present[labels[:n_faces]] = True
-    compact = (np.cumsum(present) - 1)[labels[:n_faces]]
-    return int(present.sum()), compact
+    n, labels = connected_components(graph, directed=False)
+    return int(n), labels.astype(np.int64, copy=False)
 
 
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -215,9 +216,12 @@ def non_manifold_vertex_mask(
     proper &= faces[:, 0] != faces[:, 2]
     flat_edge = edge_id.ravel()
     slot = np.flatnonzero((counts[flat_edge] == 2) & np.repeat(proper, 3))
-    slot = slot[np.argsort(flat_edge[slot], kind="stable")]
-    pair = np.flatnonzero(flat_edge[slot[1:]] == flat_edge[slot[:-1]])
-    first, second = slot[pair], slot[pair + 1]  # the two face slots of one manifold edge
+    # The two face slots of one manifold edge (no sort): one slot per edge is kept by the
+    # assignment, the other is the slot that was not.
+    kept = np.full(len(counts), -1, dtype=np.int64)
+    kept[flat_edge[slot]] = slot
+    second = slot[kept[flat_edge[slot]] != slot]
+    first = kept[flat_edge[second]]
     flat = faces.ravel()
     first_next = first - first % 3 + (first % 3 + 1) % 3  # slot of the edge's other end
     second_next = second - second % 3 + (second % 3 + 1) % 3
