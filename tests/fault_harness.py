@@ -42,7 +42,8 @@ from pocprint.store.models import (
 from conftest import PASSWORD, USUAL_SCENARIO, order_json
 from service_process import Api, ServiceProcess
 
-CUT_OFF = (requests.ConnectionError, requests.Timeout)
+# A kill can come before the answer or part-way through its body (ChunkedEncodingError).
+CUT_OFF = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 # Kill points that fire only while a print is sent, running or cancelled.
 NEED_A_PRINT = {
     "plate_clear.before_commit",
