@@ -137,6 +137,9 @@ class Lab:
                 part = self.tech.get(f"/parts/{part_id}").json()
                 if part["state"] in ("queued", "processing"):
                     continue
+                if part["state"] == "awaiting_units":  # the technician confirms millimetres
+                    self.tech.post(f"/parts/{part_id}/units", json={"units": "mm"})
+                    continue
                 if part["verdict"] != "repaired":
                     raise RuntimeError(f"part {part_id}: {part}")
                 self.rad.post(f"/parts/{part_id}/segmentation", json={"password": PASSWORD})
