@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from pocprint.config import REPO_ROOT
 from pocprint.demo.octoprint_server import free_port
 
 from conftest import NOT_APPLICABLE
@@ -109,28 +107,11 @@ class WorkerProcess(ServiceProcess):
         self.queues = queues
         self.extra_env.update(POCPRINT_WORKER_ENGINE="celery", POCPRINT_BROKER_URL=broker_url)
 
-    def start(self, timeout: float = 60) -> WorkerProcess:
-        log = self.log_path.open("ab")
-        args = [sys.executable, "-m", "pocprint.cli", "worker"]
-        if self.queues:
-            args += ["--queues", self.queues]
-        self.process = subprocess.Popen(
-            args,
-            cwd=REPO_ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pocprint worker exited at start:\n{self.log_tail()}")
-            if " ready." in self.log_path.read_text(errors="replace"):
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"pocprint worker not ready in {timeout} s:\n{self.log_tail()}")
+    def arguments(self) -> list[str]:
+        return ["worker", "--queues", self.queues] if self.queues else ["worker"]
+
+    def ready(self) -> bool:
+        return " ready." in self.log_path.read_text(errors="replace")
 
     @property
     def pid(self) -> int:

@@ -47,18 +47,20 @@ class ServiceProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 60) -> ServiceProcess:
+    def arguments(self) -> list[str]:
+        """The pocprint command this process runs (after `python -m pocprint.cli`)."""
+        return ["serve", "--port", str(self.port)]
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/login", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start(self, timeout: float = 60):
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                *self.command_prefix,
-                sys.executable,
-                "-m",
-                "pocprint.cli",
-                "serve",
-                "--port",
-                str(self.port),
-            ],
+            [*self.command_prefix, sys.executable, "-m", "pocprint.cli", *self.arguments()],
             cwd=REPO_ROOT,
             env=self.env(),
             stdout=log,
@@ -69,14 +71,15 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"pocprint exited at start:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/login", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
+                raise RuntimeError(
+                    f"pocprint {self.arguments()[0]} exited at start:\n{self.log_tail()}"
+                )
+            if self.ready():
+                return self
             time.sleep(0.2)
-        raise TimeoutError(f"pocprint did not answer in {timeout} s:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"pocprint {self.arguments()[0]} not ready in {timeout} s:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
