@@ -164,7 +164,7 @@ class Lab:
                     jobs.remove(job_id)
             if not waiting and not jobs:
                 return
-            time.sleep(0.5)
+            time.sleep(1.0)  # a technician's pace; each ask is work for the web process
         raise TimeoutError("cases not through slicing in time")
 
     def latencies(self) -> dict[str, list[float]]:
@@ -318,7 +318,7 @@ def _shown(what: str, figures):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--latency-cases", type=int, default=5)
     parser.add_argument("--takeovers", type=int, default=3)
     args = parser.parse_args()

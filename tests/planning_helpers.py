@@ -154,3 +154,24 @@ def past_device(
                 )
             )
     return out
+
+
+def late_case_queue(lab, user_id: int, printer: str) -> tuple[dict, dict]:
+    """Five released guides on `printer` (print 30 % of a 40 h lead), then two sliced guides
+    waiting: one needed tomorrow with 20 h of printing (late), one in a month (calm)."""
+    for _ in range(5):
+        past_device(lab, user_id, device_type="surgical_guide", lead_h=40, printer=printer)
+    waiting = [
+        past_device(
+            lab,
+            user_id,
+            device_type="surgical_guide",
+            lead_h=40,
+            stop_after="sliced",
+            ordered_at=utcnow() - timedelta(hours=hours_ago),
+            needed_by=date.today() + timedelta(days=days),
+            estimate_h=estimate_h,
+        )
+        for hours_ago, days, estimate_h in ((2, 1, 20), (1, 30, 3))
+    ]
+    return waiting[0], waiting[1]

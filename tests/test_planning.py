@@ -13,10 +13,10 @@ from pocprint.domain.planning import PlanJob, lay_out
 from pocprint.reads.planning import at_risk, planning
 from pocprint.services import notifications
 from pocprint.store.db import read_session
-from pocprint.store.models import AuditEvent, Notification, Printer, utcnow
+from pocprint.store.models import AuditEvent, Notification, Printer
 from pocprint.web import create_app
 
-from planning_helpers import past_device
+from planning_helpers import late_case_queue, past_device
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
@@ -100,29 +100,7 @@ def test_job_no_printer_can_take_is_named_unplaced():
 @pytest.fixture
 def queue(lab, people):
     """Five released guides (print 30 % of 40 h lead, after print 20 %), and two waiting."""
-    uid = people["manager"].user_id
-    for _ in range(5):
-        past_device(lab, uid, device_type="surgical_guide", lead_h=40, printer="bench-offline")
-    soon = past_device(
-        lab,
-        uid,
-        device_type="surgical_guide",
-        lead_h=40,
-        stop_after="sliced",
-        ordered_at=utcnow() - timedelta(hours=2),
-        needed_by=date.today() + timedelta(days=1),
-        estimate_h=20,
-    )
-    later = past_device(
-        lab,
-        uid,
-        device_type="surgical_guide",
-        lead_h=40,
-        stop_after="sliced",
-        ordered_at=utcnow() - timedelta(hours=1),
-        needed_by=date.today() + timedelta(days=30),
-        estimate_h=3,
-    )
+    soon, later = late_case_queue(lab, people["manager"].user_id, "bench-offline")
     return {"soon": soon, "later": later}
 
 

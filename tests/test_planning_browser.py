@@ -11,11 +11,11 @@ from sqlmodel import select
 
 from pocprint.services.lab import build_lab
 from pocprint.store.db import read_session, unit_of_work, upgrade
-from pocprint.store.models import Case, DeviceOutcome, User, utcnow
+from pocprint.store.models import Case, DeviceOutcome, User
 
 from a11y import check_page
 from conftest import PASSWORD, make_settings, write_printer
-from planning_helpers import past_device
+from planning_helpers import late_case_queue, past_device
 from service_process import ServiceProcess
 from spine_helpers import TABLET, chromium, make_people
 
@@ -37,27 +37,7 @@ def service(tmp_path):
     sync_printers(lab)
     with read_session(lab.engine) as s:
         uid = s.exec(select(User.id).where(User.username == "manager")).one()
-    for _ in range(5):
-        past_device(lab, uid, device_type="surgical_guide", lead_h=40, printer="bench-a")
-    late = past_device(
-        lab,
-        uid,
-        device_type="surgical_guide",
-        lead_h=40,
-        stop_after="sliced",
-        ordered_at=utcnow() - timedelta(hours=2),
-        needed_by=date.today() + timedelta(days=1),
-        estimate_h=20,
-    )
-    calm = past_device(
-        lab,
-        uid,
-        device_type="surgical_guide",
-        lead_h=40,
-        stop_after="sliced",
-        needed_by=date.today() + timedelta(days=30),
-        estimate_h=3,
-    )
+    late, calm = late_case_queue(lab, uid, "bench-a")
     with read_session(lab.engine) as s:
         presc = s.exec(select(User.id).where(User.username == "presc")).one()
     used = past_device(lab, presc, device_type="surgical_guide", lead_h=30, printer="bench-a")
