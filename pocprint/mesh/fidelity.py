@@ -80,6 +80,7 @@ def fidelity_and_match(
     v1: np.ndarray,
     f1: np.ndarray,
     settings: RepairSettings | None = None,
+    original: dict | None = None,
 ) -> tuple[dict, dict]:
     """Compare the repaired mesh with the original: kept, invented and removed surface.
 
@@ -88,7 +89,10 @@ def fidelity_and_match(
     Original faces without a kept counterpart are "removed" (zero-area faces excluded).
     Also returns the matching (``nearest``, ``displacement``, ``kept``, ``origin``: index of
     an original face with the same corners per kept face, -1 otherwise) for reuse.
+    ``original`` may hold the ``edges`` (``edge_table``) and ``areas`` (``face_areas``) of
+    (v0, f0) when the caller has them (the analysis before repair made both).
     """
+    original = original or {}
     nearest, displacement = _match_vertices(v0, v1)
     same = f1 is f0 or (
         len(f1) == len(f0) and np.array_equal(np.sort(f1, axis=1), np.sort(f0, axis=1))
@@ -107,7 +111,7 @@ def fidelity_and_match(
         kept = sorted0[slot] == keys1 if len(sorted0) else np.zeros(len(f1), dtype=bool)
         origin = np.where(kept, order0[slot], -1) if len(sorted0) else -np.ones(len(f1), int)
         removed = ~isin_sorted(keys0, keys1)
-    areas0 = face_areas(v0, f0)
+    areas0 = original["areas"] if "areas" in original else face_areas(v0, f0)
     zero_area = areas0 <= 0.0
     invented_groups = _groups(v1, f1[~kept])
     settings = settings or RepairSettings()
@@ -117,6 +121,7 @@ def fidelity_and_match(
         removed & ~zero_area,
         settings.min_component_faces,
         settings.noise_volume_mm3,
+        original.get("edges"),
     )
     kept_faces = f1[kept]
     if f1 is f0 and v1 is v0:  # the same faces: the same areas

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -119,9 +120,11 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
     MeshLab's self-intersection count of the input runs in a background thread (pymeshlab
     releases the GIL) while numpy works: the analysis, and for a mesh with nothing to repair
-    also the gate, fidelity and thin walls. No other pymeshlab call overlaps it.
-    ``duration_s["self_intersections"]`` is the time of the counts themselves, so the parts
-    may add up to more than ``total``.
+    also the gate, fidelity and thin walls. No other pymeshlab call overlaps it. The same
+    thread then estimates the thin walls of the delivered mesh while the fidelity report
+    and the count after repair run. ``duration_s["self_intersections"]`` and
+    ``duration_s["thin_walls"]`` are the times of that work itself, so the parts may add up
+    to more than ``total``.
     """
     settings = settings or RepairSettings()
     clock = time.perf_counter
@@ -175,23 +178,25 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
                 }
                 v1, f1, edges, after, gate = made["mesh"]
                 repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+        # The thin-wall estimate needs only the delivered mesh and no MeshLab: it runs in the
+        # pool (after the count of the input, if that still runs) while the fidelity report
+        # and the count after repair run here.
+        walls_job = pool.submit(_timed, partial(_thin_walls, settings), v1, f1)
         with watch.phase("fidelity"):
-            fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings)
-        with watch.phase("thin_walls"):
-            walls = thin_walls(
-                v1,
-                f1,
-                settings.min_feature_mm,
-                max_samples=settings.thin_wall_samples,
-                warn_share=settings.thin_wall_warn_share,
-            )
+            fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings, details)
+        del details, after_details
         t1 = clock()
         flagged0, t_si0 = si_job.result()
         waited = clock() - t1
+        ms.clear()
+        t1 = clock()
+        si_after, si_method = after_self_intersections(v0, f0, flagged0, v1, f1, match)
+        t_si1 = clock() - t1
+        t2 = clock()
+        walls, t_walls = walls_job.result()
+        watch.add("thin_walls", t_walls)
+        waited += clock() - t2
     del ms
-    t1 = clock()
-    si_after, si_method = after_self_intersections(v0, f0, flagged0, v1, f1, match)
-    t_si1 = clock() - t1
     before = replace(before, self_intersecting_faces=int(flagged0.sum()))
     after = replace(after, self_intersecting_faces=si_after, thin_walls=walls)
     t7 = clock()
@@ -266,10 +271,21 @@ def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
 
 
 def _timed(function, *args):
-    """(result, seconds) of one call; used for the background self-intersection count."""
+    """(result, seconds) of one call; used for the work in the background thread."""
     started = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - started
+
+
+def _thin_walls(settings: RepairSettings, vertices: np.ndarray, faces: np.ndarray) -> dict:
+    """The thin-wall estimate of the delivered mesh with the settings' sampling."""
+    return thin_walls(
+        vertices,
+        faces,
+        settings.min_feature_mm,
+        max_samples=settings.thin_wall_samples,
+        warn_share=settings.thin_wall_warn_share,
+    )
 
 
 def _nothing_to_repair(
