@@ -167,7 +167,12 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         if not gate["passed"] and len(f1):
             with watch.phase("candidate"):
                 made = _closed_candidate(
-                    v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
+                    v1,
+                    f1,
+                    after_details["edges"],
+                    after_details["non_manifold_vertex_mask"],
+                    steps,
+                    pool,
                 )
             candidate = made["record"]
             if made["mesh"] is not None:
@@ -457,11 +462,12 @@ def _orient_outwards(
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_shells + 1))
     shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
-    lo = np.array([tri[idx].min(axis=(0, 1)) for idx in shell_faces]) + centre
-    hi = np.array([tri[idx].max(axis=(0, 1)) for idx in shell_faces]) + centre
     # The parity ray runs towards +x, +y, +z, so only faces reaching beyond the point on
     # every axis can be hit (a margin far above rounding keeps the count exact).
     reach = tri.max(axis=1)
+    # Bounding box of each shell (every label has faces, so no group is empty).
+    lo = np.minimum.reduceat(tri.min(axis=1)[order], bounds[:-1], axis=0) + centre
+    hi = np.maximum.reduceat(reach[order], bounds[:-1], axis=0) + centre
     margin = 1e-6 * (float(np.abs(tri).max()) + 1.0)
     inverted = []
     for s in candidates:
@@ -507,6 +513,7 @@ def _closed_candidate(
     edges: tuple[np.ndarray, np.ndarray],
     pinched: np.ndarray,
     steps: list[dict],
+    pool: ThreadPoolExecutor,
 ) -> dict:
     """Closed candidate of a mesh that failed the gate (see ``close.close_candidate``).
 
@@ -526,13 +533,11 @@ def _closed_candidate(
         v, f = weld_exact(as_saved, f)
         edges = edge_table(f, len(v))
         record["rounded_to_float32"] = True
-    # Analysed first: without non-manifold edges its shells are the orientation's shells
-    # (computed once); only when shells are turned over is it analysed again.
-    after, details = analyse_welded_details(v, f, edges)
-    shells = None
-    if after.non_manifold_edges == 0:
-        shells = (after.shells, details["shell_labels"])
-    oriented, edges = _orient_outwards(v, f, edges, steps, shells)
+    # Analysed in the background thread while the shells are oriented here; when shells
+    # are turned over, only the winding and the volume are measured again.
+    analysed = pool.submit(analyse_welded_details, v, f, edges)
+    oriented, edges = _orient_outwards(v, f, edges, steps)
+    after = analysed.result()[0]
     if oriented is not f:
         after = _turned_over(after, v, oriented, edges)
     f = oriented
