@@ -186,10 +186,11 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         # The thin-wall estimate needs only the delivered mesh and no MeshLab: it runs in the
         # pool (after the count of the input, if that still runs) while the fidelity report
         # and the count after repair run here.
+        del after_details, edges  # only the candidate needed them (memory)
         walls_job = pool.submit(_timed, partial(_thin_walls, settings), v1, f1)
         with watch.phase("fidelity"):
             fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings, details)
-        del details, after_details
+        del details
         t1 = clock()
         flagged0, t_si0 = si_job.result()
         waited = clock() - t1
