@@ -150,16 +150,23 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
         steps: list[dict] = []
         with watch.phase("repair"):
-            v1, f1, edges = _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps)
-            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+            v1, f1, edges, shells = _standard_repair(
+                ms, si_job, v0, f0, details, clean, settings, steps
+            )
+            # What the filters made is analysed in the background thread while its
+            # inside-out shells are turned here (the count of the input is done by now).
+            analysed = None if f1 is f0 else pool.submit(analyse_welded_details, v1, f1, edges)
+            oriented, edges = _orient_outwards(v1, f1, edges, steps, shells)
 
         with watch.phase("analysis"):
             # Nothing changed: the figures of the input hold for the output.
-            after_details = details
-            if f1 is not f0:
-                after, after_details = analyse_welded_details(v1, f1, edges)
-            else:
-                after = before
+            after, after_details = (before, details) if analysed is None else analysed.result()
+            del analysed  # the future would keep the first edge table alive (memory)
+            if oriented is not f1:
+                after = _turned_over(after, v1, oriented, edges)
+                after_details = {**after_details, "edges": edges}
+            f1 = oriented
+            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
         with watch.phase("gate"):
             gate = gate_mesh(v1, f1, edges, after)
         standard_reasons = gate_reasons(gate, after, settings)
@@ -256,8 +263,9 @@ def _bound_self_intersection_search(
 
 
 def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
-    """The MeshLab filters (unless there is nothing for them to change), then inside-out
-    shells turned outwards: (vertices, faces, edge table) of the repaired mesh."""
+    """The MeshLab filters (unless there is nothing for them to change): (vertices, faces,
+    edge table) of the result, and its shells when known (else None) for turning inside-out
+    shells outwards (``_orient_outwards``), which the caller does."""
     if clean is None:
         si_job.result()
         _run_filters(ms, settings, steps)
@@ -272,8 +280,7 @@ def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
         v1, f1, edges = v0, f0, details["edges"]
     # With every edge manifold (clean), the analysis' shells are the orientation's shells.
     shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
-    f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
-    return v1, f1, edges
+    return v1, f1, edges, shells
 
 
 def _timed(function, *args):
