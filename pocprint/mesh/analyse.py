@@ -128,7 +128,7 @@ def analyse_welded_details(
     """``analyse_welded`` plus the intermediate arrays, so a caller (the repair) can reuse
     them instead of computing them again: ``edges`` (``edge_table``), ``shell_labels`` (shell
     of each face, shells joined across manifold edges only), ``shell_faces`` (face count
-    per shell) and ``non_manifold_vertex_mask``."""
+    per shell), ``non_manifold_vertex_mask`` and ``areas`` (``face_areas``)."""
     if len(faces) == 0:
         zero = (0.0, 0.0, 0.0)
         empty = MeshAnalysis(0, 0, 0, 0, 0, False, True, None, 0.0, zero, zero, zero, 0, 0)
@@ -137,6 +137,7 @@ def analyse_welded_details(
             "edges": (none.reshape(0, 3), none),
             "shell_labels": none,
             "shell_faces": none,
+            "areas": np.zeros(0),
         }
     areas = face_areas(vertices, faces)
     degenerate = int(degenerate_mask(vertices, faces, areas).sum())
@@ -156,6 +157,7 @@ def analyse_welded_details(
         "shell_labels": shell_labels,
         "shell_faces": np.bincount(shell_labels, minlength=shells),
         "non_manifold_vertex_mask": pinched,
+        "areas": areas,
     }
     analysis = MeshAnalysis(
         triangles=len(faces),

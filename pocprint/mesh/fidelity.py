@@ -80,6 +80,7 @@ def fidelity_and_match(
     v1: np.ndarray,
     f1: np.ndarray,
     settings: RepairSettings | None = None,
+    original: dict | None = None,
 ) -> tuple[dict, dict]:
     """Compare the repaired mesh with the original: kept, invented and removed surface.
 
@@ -88,7 +89,10 @@ def fidelity_and_match(
     Original faces without a kept counterpart are "removed" (zero-area faces excluded).
     Also returns the matching (``nearest``, ``displacement``, ``kept``, ``origin``: index of
     an original face with the same corners per kept face, -1 otherwise) for reuse.
+    ``original`` may hold the ``edges`` (``edge_table``) and ``areas`` (``face_areas``) of
+    (v0, f0) when the caller has them (the analysis before repair made both).
     """
+    original = original or {}
     nearest, displacement = _match_vertices(v0, v1)
     same = f1 is f0 or (
         len(f1) == len(f0) and np.array_equal(np.sort(f1, axis=1), np.sort(f0, axis=1))
@@ -107,7 +111,7 @@ def fidelity_and_match(
         kept = sorted0[slot] == keys1 if len(sorted0) else np.zeros(len(f1), dtype=bool)
         origin = np.where(kept, order0[slot], -1) if len(sorted0) else -np.ones(len(f1), int)
         removed = ~isin_sorted(keys0, keys1)
-    areas0 = face_areas(v0, f0)
+    areas0 = original["areas"] if "areas" in original else face_areas(v0, f0)
     zero_area = areas0 <= 0.0
     invented_groups = _groups(v1, f1[~kept])
     settings = settings or RepairSettings()
@@ -117,6 +121,7 @@ def fidelity_and_match(
         removed & ~zero_area,
         settings.min_component_faces,
         settings.noise_volume_mm3,
+        original.get("edges"),
     )
     kept_faces = f1[kept]
     if f1 is f0 and v1 is v0:  # the same faces: the same areas
@@ -160,7 +165,9 @@ def _kept_deviation(
 
     Kept faces whose corners did not move coincide with original faces: distance exactly 0,
     no sampling needed. Faces with a moved corner are sampled (vertices and face interiors)
-    and measured against the original surface with MeshLab's Hausdorff filter.
+    and measured against the original surface with MeshLab's Hausdorff filter; only the
+    original faces that can hold a sample's closest point are handed to MeshLab
+    (``_original_near``), so the distances are those to the whole original surface.
     """
     if len(kept_faces) == 0:
         return {"max_mm": 0.0, "mean_mm": 0.0, "method": "no kept faces", "samples": 0}
@@ -173,10 +180,14 @@ def _kept_deviation(
             "samples": 0,
         }
     sub_v, sub_f = weld_exact(v1, moved_faces)
+    near_v, near_f = _original_near(v0, f0, v1[moved_faces], displacement[moved_faces])
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(vertex_matrix=sub_v, face_matrix=sub_f.astype(np.int32)))
-    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=v0, face_matrix=f0.astype(np.int32)))
-    diag = float(np.linalg.norm(np.ptp(np.vstack([v0, sub_v]), axis=0))) or 1.0
+    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=near_v, face_matrix=near_f.astype(np.int32)))
+    span = np.maximum(v0.max(axis=0), sub_v.max(axis=0)) - np.minimum(
+        v0.min(axis=0), sub_v.min(axis=0)
+    )
+    diag = float(np.linalg.norm(span)) or 1.0
     samples = int(min(max(10 * len(sub_f), 1000), 1_000_000))
     result = ms.get_hausdorff_distance(
         sampledmesh=0,
@@ -194,6 +205,52 @@ def _kept_deviation(
         "method": "hausdorff samples on faces with moved vertices",
         "samples": int(result["n_samples"]),
     }
+
+
+def _original_near(
+    v0: np.ndarray, f0: np.ndarray, moved: np.ndarray, corner_shift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The original faces (compacted) among which lies the closest original point of every
+    point of the ``moved`` triangles (corner coordinates, (m, 3, 3)); a superset.
+
+    Each corner lies ``corner_shift`` from an original vertex, so a point of a moved face is
+    within (its box diagonal + its largest corner shift) of the original surface: the
+    closest point lies in the face's box grown by that. An original face holding it meets
+    that box, so its corners lie within its own largest per-axis extent of the box, on
+    every axis. Faces with a corner in a grid cell touched by a box grown by both are kept.
+    """
+    extent0 = 0.0
+    for axis in range(3):  # one axis at a time: the corner table of millions of faces is big
+        corner = v0[:, axis][f0]
+        extent0 = max(extent0, float((corner.max(axis=1) - corner.min(axis=1)).max()))
+        del corner
+    lo = moved.min(axis=1)
+    hi = moved.max(axis=1)
+    scale = max(float(np.abs(v0).max()), 1.0)
+    grow = np.linalg.norm(hi - lo, axis=1) + corner_shift.max(axis=1) + extent0
+    grow += 1e-9 * scale  # far above rounding
+    lo -= grow[:, None]
+    hi += grow[:, None]
+    cell = max(float((hi - lo).max()), 1e-9 * scale)
+    origin = np.minimum(lo.min(axis=0), v0.min(axis=0))
+    v_cell = np.floor((v0 - origin) / cell).astype(np.int64)
+    dims = np.maximum(v_cell.max(axis=0), np.floor((hi.max(axis=0) - origin) / cell)) + 2
+    if float(np.prod(dims.astype(float))) > 2.0**62:  # keys would overflow: every face
+        return v0, f0
+    dims = dims.astype(np.int64)
+
+    def key(c: np.ndarray) -> np.ndarray:
+        return (c[..., 0] * dims[1] + c[..., 1]) * dims[2] + c[..., 2]
+
+    # Each grown box spans at most two cells per axis (its size is at most one cell).
+    b_lo = np.floor((lo - origin) / cell).astype(np.int64)
+    b_hi = np.floor((hi - origin) / cell).astype(np.int64)
+    offsets = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1]), -1).reshape(-1, 3)
+    cells = np.minimum(b_lo[:, None, :] + offsets[None, :, :], b_hi[:, None, :])
+    near_vertex = isin_sorted(key(v_cell), np.unique(key(cells)))
+    keep = near_vertex[f0].any(axis=1)
+    used, compact = np.unique(f0[keep], return_inverse=True)
+    return v0[used], compact.reshape(-1, 3)
 
 
 def fidelity_reasons(fidelity: dict, settings: RepairSettings) -> list[str]:

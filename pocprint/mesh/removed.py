@@ -35,13 +35,15 @@ def removed_pieces(
     removed: np.ndarray,
     min_component_faces: int,
     noise_volume_mm3: float,
+    edges0: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     """Every edge-connected piece of the removed faces of (v0, f0), with its kind, largest
-    diameter first. ``removed`` is a mask over f0."""
+    diameter first. ``removed`` is a mask over f0; ``edges0``, the edge table of (v0, f0),
+    may be given when the caller has it (the analysis before repair made it)."""
     idx = np.flatnonzero(removed)
     if len(idx) == 0:
         return []
-    all_edges, totals = edge_table(f0, len(v0))
+    all_edges, totals = edges0 if edges0 is not None else edge_table(f0, len(v0))
     removed_uses = np.bincount(all_edges[idx].ravel(), minlength=len(totals))
     kept_uses = totals - removed_uses
     faces = f0[idx]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -119,9 +120,11 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
     MeshLab's self-intersection count of the input runs in a background thread (pymeshlab
     releases the GIL) while numpy works: the analysis, and for a mesh with nothing to repair
-    also the gate, fidelity and thin walls. No other pymeshlab call overlaps it.
-    ``duration_s["self_intersections"]`` is the time of the counts themselves, so the parts
-    may add up to more than ``total``.
+    also the gate, fidelity and thin walls. No other pymeshlab call overlaps it. The same
+    thread then estimates the thin walls of the delivered mesh while the fidelity report
+    and the count after repair run. ``duration_s["self_intersections"]`` and
+    ``duration_s["thin_walls"]`` are the times of that work itself, so the parts may add up
+    to more than ``total``.
     """
     settings = settings or RepairSettings()
     clock = time.perf_counter
@@ -147,16 +150,23 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
 
         steps: list[dict] = []
         with watch.phase("repair"):
-            v1, f1, edges = _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps)
-            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+            v1, f1, edges, shells = _standard_repair(
+                ms, si_job, v0, f0, details, clean, settings, steps
+            )
+            # What the filters made is analysed in the background thread while its
+            # inside-out shells are turned here (the count of the input is done by now).
+            analysed = None if f1 is f0 else pool.submit(analyse_welded_details, v1, f1, edges)
+            oriented, edges = _orient_outwards(v1, f1, edges, steps, shells)
 
         with watch.phase("analysis"):
             # Nothing changed: the figures of the input hold for the output.
-            after_details = details
-            if f1 is not f0:
-                after, after_details = analyse_welded_details(v1, f1, edges)
-            else:
-                after = before
+            after, after_details = (before, details) if analysed is None else analysed.result()
+            del analysed  # the future would keep the first edge table alive (memory)
+            if oriented is not f1:
+                after = _turned_over(after, v1, oriented, edges)
+                after_details = {**after_details, "edges": edges}
+            f1 = oriented
+            repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
         with watch.phase("gate"):
             gate = gate_mesh(v1, f1, edges, after)
         standard_reasons = gate_reasons(gate, after, settings)
@@ -164,7 +174,12 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         if not gate["passed"] and len(f1):
             with watch.phase("candidate"):
                 made = _closed_candidate(
-                    v1, f1, after_details["edges"], after_details["non_manifold_vertex_mask"], steps
+                    v1,
+                    f1,
+                    after_details["edges"],
+                    after_details["non_manifold_vertex_mask"],
+                    steps,
+                    pool,
                 )
             candidate = made["record"]
             if made["mesh"] is not None:
@@ -175,23 +190,26 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
                 }
                 v1, f1, edges, after, gate = made["mesh"]
                 repaired = trimesh.Trimesh(vertices=v1, faces=f1, process=False, validate=False)
+        # The thin-wall estimate needs only the delivered mesh and no MeshLab: it runs in the
+        # pool (after the count of the input, if that still runs) while the fidelity report
+        # and the count after repair run here.
+        del after_details, edges  # only the candidate needed them (memory)
+        walls_job = pool.submit(_timed, partial(_thin_walls, settings), v1, f1)
         with watch.phase("fidelity"):
-            fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings)
-        with watch.phase("thin_walls"):
-            walls = thin_walls(
-                v1,
-                f1,
-                settings.min_feature_mm,
-                max_samples=settings.thin_wall_samples,
-                warn_share=settings.thin_wall_warn_share,
-            )
+            fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings, details)
+        del details
         t1 = clock()
         flagged0, t_si0 = si_job.result()
         waited = clock() - t1
+        ms.clear()
+        t1 = clock()
+        si_after, si_method = after_self_intersections(v0, f0, flagged0, v1, f1, match)
+        t_si1 = clock() - t1
+        t2 = clock()
+        walls, t_walls = walls_job.result()
+        watch.add("thin_walls", t_walls)
+        waited += clock() - t2
     del ms
-    t1 = clock()
-    si_after, si_method = after_self_intersections(v0, f0, flagged0, v1, f1, match)
-    t_si1 = clock() - t1
     before = replace(before, self_intersecting_faces=int(flagged0.sum()))
     after = replace(after, self_intersecting_faces=si_after, thin_walls=walls)
     t7 = clock()
@@ -245,8 +263,9 @@ def _bound_self_intersection_search(
 
 
 def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
-    """The MeshLab filters (unless there is nothing for them to change), then inside-out
-    shells turned outwards: (vertices, faces, edge table) of the repaired mesh."""
+    """The MeshLab filters (unless there is nothing for them to change): (vertices, faces,
+    edge table) of the result, and its shells when known (else None) for turning inside-out
+    shells outwards (``_orient_outwards``), which the caller does."""
     if clean is None:
         si_job.result()
         _run_filters(ms, settings, steps)
@@ -261,15 +280,25 @@ def _standard_repair(ms, si_job, v0, f0, details, clean, settings, steps):
         v1, f1, edges = v0, f0, details["edges"]
     # With every edge manifold (clean), the analysis' shells are the orientation's shells.
     shells = None if clean is None else (len(details["shell_faces"]), details["shell_labels"])
-    f1, edges = _orient_outwards(v1, f1, edges, steps, shells)
-    return v1, f1, edges
+    return v1, f1, edges, shells
 
 
 def _timed(function, *args):
-    """(result, seconds) of one call; used for the background self-intersection count."""
+    """(result, seconds) of one call; used for the work in the background thread."""
     started = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - started
+
+
+def _thin_walls(settings: RepairSettings, vertices: np.ndarray, faces: np.ndarray) -> dict:
+    """The thin-wall estimate of the delivered mesh with the settings' sampling."""
+    return thin_walls(
+        vertices,
+        faces,
+        settings.min_feature_mm,
+        max_samples=settings.thin_wall_samples,
+        warn_share=settings.thin_wall_warn_share,
+    )
 
 
 def _nothing_to_repair(
@@ -441,11 +470,12 @@ def _orient_outwards(
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_shells + 1))
     shell_faces = [order[bounds[s] : bounds[s + 1]] for s in range(n_shells)]
-    lo = np.array([tri[idx].min(axis=(0, 1)) for idx in shell_faces]) + centre
-    hi = np.array([tri[idx].max(axis=(0, 1)) for idx in shell_faces]) + centre
     # The parity ray runs towards +x, +y, +z, so only faces reaching beyond the point on
     # every axis can be hit (a margin far above rounding keeps the count exact).
     reach = tri.max(axis=1)
+    # Bounding box of each shell (every label has faces, so no group is empty).
+    lo = np.minimum.reduceat(tri.min(axis=1)[order], bounds[:-1], axis=0) + centre
+    hi = np.maximum.reduceat(reach[order], bounds[:-1], axis=0) + centre
     margin = 1e-6 * (float(np.abs(tri).max()) + 1.0)
     inverted = []
     for s in candidates:
@@ -491,6 +521,7 @@ def _closed_candidate(
     edges: tuple[np.ndarray, np.ndarray],
     pinched: np.ndarray,
     steps: list[dict],
+    pool: ThreadPoolExecutor,
 ) -> dict:
     """Closed candidate of a mesh that failed the gate (see ``close.close_candidate``).
 
@@ -510,13 +541,11 @@ def _closed_candidate(
         v, f = weld_exact(as_saved, f)
         edges = edge_table(f, len(v))
         record["rounded_to_float32"] = True
-    # Analysed first: without non-manifold edges its shells are the orientation's shells
-    # (computed once); only when shells are turned over is it analysed again.
-    after, details = analyse_welded_details(v, f, edges)
-    shells = None
-    if after.non_manifold_edges == 0:
-        shells = (after.shells, details["shell_labels"])
-    oriented, edges = _orient_outwards(v, f, edges, steps, shells)
+    # Analysed in the background thread while the shells are oriented here; when shells
+    # are turned over, only the winding and the volume are measured again.
+    analysed = pool.submit(analyse_welded_details, v, f, edges)
+    oriented, edges = _orient_outwards(v, f, edges, steps)
+    after = analysed.result()[0]
     if oriented is not f:
         after = _turned_over(after, v, oriented, edges)
     f = oriented
