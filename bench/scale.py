@@ -48,7 +48,7 @@ from pocprint.store.models import AuditEvent, LeaderChange, WorkerHeartbeat  # n
 
 from conftest import PASSWORD, make_settings, order_json, write_printer  # noqa: E402
 from fleet_helpers import stock_printers  # noqa: E402
-from service_process import Api, ServiceProcess  # noqa: E402
+from service_process import Api, ServiceProcess, wait_for  # noqa: E402
 from spine_helpers import E2E_MESH, make_people, review_and_approve_case  # noqa: E402
 
 OUT = REPO_ROOT / "bench" / "results" / "scale.json"
@@ -274,22 +274,27 @@ def takeover(workdir: Path, base: str, broker: str, trials: int) -> list[float]:
     times = []
     try:
         for _ in range(trials):
-            holder = _wait(
+            holder = wait_for(
                 lambda: lab.query(
                     lambda s: s.exec(
                         select(WorkerHeartbeat).where(WorkerHeartbeat.dispatcher)
                     ).all()
                 ),
                 lambda rows: len(rows) == 1,
+                60,
+                "one dispatcher",
+                interval=0.1,
             )[0]
             victim = next(w for w in lab.workers if w.pid == holder.pid)
             killed = time.monotonic()
             victim.kill()
-            _wait(
+            wait_for(
                 lambda: lab.query(
                     lambda s: s.exec(select(LeaderChange).order_by(LeaderChange.id.desc())).first()
                 ),
                 lambda c, name=holder.name: c is not None and c.previous == name,
+                60,
+                "another worker to take the dispatcher over",
                 interval=0.02,
             )
             times.append(round(time.monotonic() - killed, 2))
@@ -299,16 +304,6 @@ def takeover(workdir: Path, base: str, broker: str, trials: int) -> list[float]:
     finally:
         lab.stop()
     return times
-
-
-def _wait(fetch, done, timeout: float = 60, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if done(value):
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"last value {value!r}")
 
 
 def _shown(what: str, figures):

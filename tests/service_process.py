@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -57,7 +58,7 @@ class ServiceProcess:
         except requests.RequestException:
             return False
 
-    def start(self, timeout: float = 60):
+    def start(self, timeout: float = 60) -> Self:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [*self.command_prefix, sys.executable, "-m", "pocprint.cli", *self.arguments()],

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -194,7 +193,7 @@ def repair(mesh: trimesh.Trimesh, settings: RepairSettings | None = None) -> Rep
         # pool (after the count of the input, if that still runs) while the fidelity report
         # and the count after repair run here.
         del after_details, edges  # only the candidate needed them (memory)
-        walls_job = pool.submit(_timed, partial(_thin_walls, settings), v1, f1)
+        walls_job = pool.submit(_timed, _thin_walls, settings, v1, f1)
         with watch.phase("fidelity"):
             fidelity, match = fidelity_and_match(v0, f0, v1, f1, settings, details)
         del details
